@@ -1,0 +1,40 @@
+# Two commands do everything (see README.md):
+#   make book   build the HTML book, executing every chapter  -> _build/html/index.html
+#   make test   lint, unit tests, notebooks under nbval, book build, browser check
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: book test notebooks lint browser clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+# Headless Chromium and its driver for the browser test (Debian packages).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --keep-going
+	@echo "The book is at _build/html/index.html"
+
+# Regenerate notebooks/*.ipynb from book/*.md (the source of truth).
+notebooks: $(STAMP)
+	$(BIN)/jupytext --sync book/*.md
+
+lint: $(STAMP)
+	$(BIN)/ruff check gmlib tests benchmarks
+	$(BIN)/ruff format --check gmlib tests benchmarks
+
+# One torch thread per process: pytest-xdist runs two workers on two cores.
+test: $(STAMP) browser lint
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --nbval-lax tests notebooks
+
+clean:
+	rm -rf _build

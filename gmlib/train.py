@@ -1,0 +1,259 @@
+"""The one training loop for every model in the book.
+
+``train`` minimises ``model.loss`` with Adam, or, for an adversarial model,
+alternates ``discriminator_steps`` discriminator updates with one generator
+update (Goodfellow et al. 2014, Algorithm 1) -- the only branch in the loop.
+
+The training length of every chapter scales with one knob, the environment
+variable ``GMLIB_TRAIN_SCALE`` (default 1): ``GMLIB_TRAIN_SCALE=4 jupyter-book
+build .`` trains every model four times longer.
+"""
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from gmlib.models.protocol import AdversarialModel, GenerativeModel
+from gmlib.validation import require_finite, require_positive
+
+Data = torch.Tensor | torch.distributions.Distribution | Callable[[int], torch.Tensor]
+
+SCALE_VARIABLE = "GMLIB_TRAIN_SCALE"
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the message names the step and the loss."""
+
+
+@dataclass
+class TrainResult:
+    """What a run of ``train`` leaves behind.
+
+    ``history`` maps each loss name ("loss", or "discriminator" and "generator")
+    to its value at every step; ``seconds`` is the wall-clock training time of
+    this call (a resumed run counts only its own steps).
+    """
+
+    steps: int
+    seconds: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def training_scale() -> float:
+    """The factor ``GMLIB_TRAIN_SCALE`` applies to every default training length."""
+    raw = os.environ.get(SCALE_VARIABLE, "1")
+    try:
+        scale = float(raw)
+    except ValueError:
+        raise ValueError(f"{SCALE_VARIABLE} must be a number > 0, got {raw!r}") from None
+    require_positive(SCALE_VARIABLE, scale)
+    return scale
+
+
+def scaled_steps(steps: int) -> int:
+    """``steps`` times the training scale, at least one."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    return max(1, round(steps * training_scale()))
+
+
+def train(
+    model: nn.Module,
+    data: Data,
+    *,
+    steps: int = 1000,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    discriminator_lr: float | None = None,
+    betas: tuple[float, float] = (0.9, 0.999),
+    discriminator_steps: int = 1,
+    seed: int = 0,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 500,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` on ``data`` for ``steps`` x ``GMLIB_TRAIN_SCALE`` steps.
+
+    Args:
+        model: a ``GenerativeModel`` or an ``AdversarialModel`` (see
+            ``gmlib.models.protocol``), already on its device.
+        data: a tensor (N, *event) to draw minibatches from, a
+            ``torch.distributions.Distribution``, or a callable ``n -> (n, *event)``
+            that draws fresh samples (toy densities).
+        steps: the default training length, before scaling.
+        discriminator_steps: k in Algorithm 1; adversarial models only.
+        checkpoint: a file to save to every ``checkpoint_every`` steps and at
+            the end (atomically); if it exists, training resumes from it.
+
+    Raises:
+        TrainingDiverged: when a loss is NaN or infinite, naming the step.
+    """
+    total = scaled_steps(steps)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if not isinstance(discriminator_steps, int) or discriminator_steps < 1:
+        raise ValueError(f"discriminator_steps must be an int >= 1, got {discriminator_steps!r}")
+    require_positive("lr", lr)
+    adversarial = isinstance(model, AdversarialModel)
+    if not adversarial and not isinstance(model, GenerativeModel):
+        raise ValueError(
+            f"model must define loss(x) and sample(n), or the adversarial pair, got {type(model).__name__}"
+        )
+    device = next(model.parameters()).device
+    draw = _Batches(data, batch_size, seed, device)
+
+    if adversarial:
+        optimizers = {
+            "discriminator": torch.optim.Adam(model.discriminator.parameters(), lr=discriminator_lr or lr, betas=betas),
+            "generator": torch.optim.Adam(model.generator.parameters(), lr=lr, betas=betas),
+        }
+    else:
+        optimizers = {"loss": torch.optim.Adam(model.parameters(), lr=lr, betas=betas)}
+    history: dict[str, list[float]] = {name: [] for name in optimizers}
+
+    start = 0
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.exists():
+        start = _load_checkpoint(path, model, optimizers, history, draw)
+
+    model.train()
+    began = time.perf_counter()
+    bar = tqdm(range(start, total), initial=start, total=total, disable=not progress, mininterval=1.0, leave=False)
+    for step in bar:
+        if adversarial:
+            for _ in range(discriminator_steps):
+                d_loss = _step(optimizers["discriminator"], model.discriminator_loss(draw()), "discriminator", step)
+            g_loss = _step(optimizers["generator"], model.generator_loss(draw()), "generator", step)
+            history["discriminator"].append(d_loss)
+            history["generator"].append(g_loss)
+            bar.set_postfix(d=f"{d_loss:.3f}", g=f"{g_loss:.3f}", refresh=False)
+        else:
+            loss = _step(optimizers["loss"], model.loss(draw()), "loss", step)
+            history["loss"].append(loss)
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        if path is not None and (step + 1) % checkpoint_every == 0:
+            _save_checkpoint(path, model, optimizers, history, draw, step + 1)
+    bar.close()
+    if path is not None:
+        _save_checkpoint(path, model, optimizers, history, draw, total)
+    model.eval()
+    return TrainResult(steps=total, seconds=time.perf_counter() - began, history=history)
+
+
+def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, name: str, step: int) -> float:
+    """One gradient step on ``loss``; refuse to take it if the loss is not finite."""
+    if loss.dim() != 0:
+        raise ValueError(f"the {name} must be a scalar, got shape {tuple(loss.shape)}")
+    value = loss.item()
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"the {name} became {value} at step {step}; lower the learning rate or check the data")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return value
+
+
+class _Batches:
+    """Minibatches (batch_size, *event) on ``device``, drawn from ``data``.
+
+    A tensor is read in epochs of random permutations (every example once per
+    epoch); permutation e is seeded by (seed, e), so the stream is a function of
+    ``position`` alone and resumes exactly from a checkpoint. Distributions and
+    callables draw fresh samples from the (checkpointed) torch RNG.
+    """
+
+    def __init__(self, data: Data, batch_size: int, seed: int, device: torch.device) -> None:
+        self.batch_size, self.seed, self.device = batch_size, seed, device
+        self.position = 0  # examples drawn so far
+        self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)
+        if isinstance(data, torch.Tensor):
+            if data.dim() < 1 or data.shape[0] == 0:
+                raise ValueError(f"data must be a non-empty tensor (N, *event), got shape {tuple(data.shape)}")
+            if data.is_floating_point():
+                require_finite("data", data)
+            self.tensor: torch.Tensor | None = data.to(device)
+            self.draw = None
+        elif isinstance(data, torch.distributions.Distribution):
+            self.tensor, self.draw = None, lambda n: data.sample((n,))
+        elif callable(data):
+            self.tensor, self.draw = None, data
+        else:
+            raise ValueError(
+                f"data must be a tensor, a Distribution or a callable n -> samples, got {type(data).__name__}"
+            )
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._order = epoch, torch.randperm(self.tensor.shape[0], generator=generator)
+        return self._order
+
+    def __call__(self) -> torch.Tensor:
+        if self.tensor is None:
+            return self.draw(self.batch_size).to(self.device)
+        n = self.tensor.shape[0]
+        positions = torch.arange(self.position, self.position + self.batch_size)
+        index = torch.cat(
+            [self._permutation(int(e))[positions[positions // n == e] % n] for e in (positions // n).unique()]
+        )
+        self.position += self.batch_size
+        return self.tensor[index.to(self.device)]
+
+
+def _save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizers: dict[str, torch.optim.Optimizer],
+    history: dict[str, list[float]],
+    batches: _Batches,
+    step: int,
+) -> None:
+    """Write the training state to ``path`` atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "step": step,
+        "model": model.state_dict(),
+        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+        "history": history,
+        "data_position": batches.position,
+        "torch_rng": torch.get_rng_state(),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _load_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizers: dict[str, torch.optim.Optimizer],
+    history: dict[str, list[float]],
+    batches: _Batches,
+) -> int:
+    """Restore the state saved by ``_save_checkpoint``; return the step to resume at."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if set(state["optimizers"]) != set(optimizers):
+        raise ValueError(
+            f"checkpoint {path} was written for losses {sorted(state['optimizers'])}, not {sorted(optimizers)}"
+        )
+    model.load_state_dict(state["model"])
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][name])
+        history[name].extend(state["history"][name])
+    batches.position = int(state["data_position"])
+    torch.set_rng_state(state["torch_rng"])
+    for values in history.values():
+        require_finite("checkpoint history", torch.tensor(values, dtype=torch.float64))
+    return int(state["step"])

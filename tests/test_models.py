@@ -1,0 +1,54 @@
+"""Properties every model shares, parametrized over the models of gmlib.models.
+
+A new model joins by adding a factory (model, data batch) to MODELS.
+"""
+
+import pytest
+import torch
+
+import gmlib
+from gmlib.models import GaussianMixture, GenerativeModel
+
+MODELS = {
+    "gaussian-mixture": lambda: (GaussianMixture(dim=2, components=3), torch.randn(64, 2) * 0.5 + 1.0),
+}
+
+
+@pytest.fixture(params=sorted(MODELS))
+def model_and_batch(request):
+    return MODELS[request.param]()
+
+
+def test_model_meets_the_protocol(model_and_batch):
+    model, _ = model_and_batch
+    assert isinstance(model, GenerativeModel)
+
+
+def test_loss_is_a_scalar_and_samples_have_the_event_shape(model_and_batch):
+    model, x = model_and_batch
+    assert model.loss(x).shape == ()
+    assert model.sample(5).shape == (5, *x.shape[1:])
+    if hasattr(model, "log_prob"):
+        assert model.log_prob(x).shape == (len(x),)
+
+
+def test_every_parameter_gets_a_gradient(model_and_batch):
+    model, x = model_and_batch
+    model.loss(x).backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_training_lowers_the_loss(model_and_batch):
+    model, x = model_and_batch
+    before = model.loss(x).item()
+    gmlib.train(model, x, steps=50, batch_size=len(x), lr=0.01, progress=False)
+    assert model.loss(x).item() < before
+
+
+def test_nan_input_is_refused(model_and_batch):
+    model, x = model_and_batch
+    x = x.clone().float()
+    x[0] = float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        model.loss(x)
