@@ -1,0 +1,31 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from gmlib.plots import density_2d, image_grid, new_figure, samples_2d, training_curves  # noqa: E402
+
+
+def test_image_grid_tiles_flat_square_images():
+    fig, (ax,) = new_figure(1)
+    image_grid(ax, torch.arange(12 * 64).reshape(12, 64) % 17, columns=5)
+    canvas = ax.images[0].get_array()
+    assert canvas.shape == (3 * 9 - 1, 5 * 9 - 1)
+
+
+def test_image_grid_refuses_non_square_pixels():
+    fig, (ax,) = new_figure(1)
+    with pytest.raises(ValueError, match="square"):
+        image_grid(ax, torch.zeros(2, 10))
+
+
+def test_density_samples_and_curves_draw():
+    fig, axes = new_figure(3)
+    gaussian = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
+    density_2d(axes[0], gaussian.log_prob, n=50)
+    assert axes[0].images[0].get_array().shape == (50, 50)
+    samples_2d(axes[1], gaussian.sample((100,)))
+    assert len(axes[1].collections[0].get_offsets()) == 100
+    training_curves(axes[2], {"loss": [3.0, 2.0, 1.0] * 20}, window=10)
+    assert len(axes[2].lines) == 1
