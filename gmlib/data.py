@@ -33,9 +33,8 @@ def gaussian_mixture_1d(weights, means, stds) -> MixtureSameFamily:
     for name, v in (("weights", weights), ("means", means), ("stds", stds)):
         require_shape(name, v, (None,))
     if not weights.shape == means.shape == stds.shape:
-        raise ValueError(
-            f"weights, means and stds must have one entry per component, got {weights.shape[0]}, {means.shape[0]}, {stds.shape[0]}"
-        )
+        sizes = f"{weights.shape[0]}, {means.shape[0]}, {stds.shape[0]}"
+        raise ValueError(f"weights, means and stds must have one entry per component, got {sizes}")
     require_probability_vector("weights", weights)
     if not (stds > 0).all():
         raise ValueError(f"stds must all be > 0, got {stds.tolist()}")

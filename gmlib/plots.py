@@ -10,7 +10,9 @@ from matplotlib.axes import Axes
 from gmlib.metrics import grid_2d
 
 
-def image_grid(ax: Axes, images: torch.Tensor, *, columns: int = 10, vmax: float | None = None, title: str = "") -> None:
+def image_grid(
+    ax: Axes, images: torch.Tensor, *, columns: int = 10, vmax: float | None = None, title: str = ""
+) -> None:
     """Tile images (n, h, w) -- or (n, h*w) square images -- into one panel on ``ax``."""
     images = images.detach().cpu().float()
     if images.dim() == 2:
