@@ -28,7 +28,7 @@ def image_grid(
     for k in range(n):
         r, c = divmod(k, columns)
         canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = images[k]
-    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=vmax if vmax is not None else images.max().item())
+    ax.imshow(canvas.numpy(), cmap="gray_r", vmin=0, vmax=vmax if vmax is not None else images.max().item())
     ax.set_xticks([]), ax.set_yticks([])
     ax.set_title(title, fontsize=10)
 
@@ -39,7 +39,7 @@ def density_2d(
 ) -> None:
     """Show exp(log_prob) on [-lim, lim]^2; ``log_prob`` maps (m, 2) float32 -> (m,)."""
     points, _ = grid_2d(lim=lim, n=n)
-    density = log_prob(points.float()).exp().reshape(n, n).cpu()
+    density = log_prob(points.float()).exp().reshape(n, n).cpu().numpy()
     ax.imshow(density, origin="lower", extent=(-lim, lim, -lim, lim), cmap="viridis")
     ax.set_xticks([]), ax.set_yticks([])
     ax.set_title(title, fontsize=10)
@@ -47,7 +47,7 @@ def density_2d(
 
 def samples_2d(ax: Axes, x: torch.Tensor, *, lim: float = 4.0, title: str = "", **scatter) -> None:
     """Scatter samples x (n, 2) on [-lim, lim]^2."""
-    x = x.detach().cpu()
+    x = x.detach().cpu().numpy()
     ax.scatter(x[:, 0], x[:, 1], s=scatter.pop("s", 2), alpha=scatter.pop("alpha", 0.5), **scatter)
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
     ax.set_title(title, fontsize=10)
@@ -59,7 +59,7 @@ def training_curves(ax: Axes, history: dict[str, list[float]], *, window: int = 
         values = torch.tensor(values)
         k = max(1, min(window, len(values)))
         smoothed = values.unfold(0, k, 1).mean(1)
-        ax.plot(range(k - 1, len(values)), smoothed, label=name)
+        ax.plot(range(k - 1, len(values)), smoothed.numpy(), label=name)
     ax.set(xlabel="step", title=title)
     ax.legend(fontsize=8)
 
