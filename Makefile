@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test notebooks lint browser clean
+.PHONY: book test notebooks format lint browser clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,13 +28,21 @@ book: $(STAMP)
 notebooks: $(STAMP)
 	$(BIN)/jupytext --sync book/*.md
 
+# Format the library, the tests and the chapters' code cells (100 columns fit the page).
+format: $(STAMP)
+	$(BIN)/ruff format gmlib tests benchmarks
+	$(BIN)/jupytext --sync book/*.md
+	$(BIN)/ruff format --line-length 100 notebooks
+	touch notebooks/*.ipynb && $(BIN)/jupytext --sync notebooks/*.ipynb
+
 lint: $(STAMP)
 	$(BIN)/ruff check gmlib tests benchmarks
 	$(BIN)/ruff format --check gmlib tests benchmarks
 
-# One torch thread per process: pytest-xdist runs two workers on two cores.
+# One torch thread per process: pytest-xdist runs two workers on two cores; --dist loadfile
+# keeps all cells of a notebook on one worker (nbval runs them in one kernel, in order).
 test: $(STAMP) browser lint
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --nbval-lax tests notebooks
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax tests notebooks
 
 clean:
 	rm -rf _build
