@@ -6,6 +6,9 @@ is explicit: ``base=math.e`` gives nats, ``base=2`` bits.
 """
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -66,3 +69,163 @@ def kl_monte_carlo(log_p: torch.Tensor, log_q: torch.Tensor) -> tuple[float, flo
     require_finite("log_q", log_q)
     gap = (log_p - log_q).double()
     return gap.mean().item(), (gap.std() / math.sqrt(gap.numel())).item()
+
+
+# --- Chapter "GANs": sample-based distances and the f-divergence table -----------------------------------------
+
+
+def _check_samples(x: torch.Tensor, y: torch.Tensor, *, dims: int) -> None:
+    """x (n, ...) and y (m, ...) must be non-empty, finite, and agree on every axis but the first."""
+    for name, s in (("x", x), ("y", y)):
+        if s.dim() != dims or s.shape[0] == 0:
+            want = "(n,)" if dims == 1 else "(n, d)"
+            raise ValueError(f"{name} must be a non-empty sample of shape {want}, got {tuple(s.shape)}")
+        require_finite(name, s)
+    if x.shape[1:] != y.shape[1:]:
+        raise ValueError(f"x and y must have the same event shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+
+
+def wasserstein_1d(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """W1 between the empirical distributions of 1D samples x (n,) and y (m,): a scalar.
+
+    Chapter "GANs", eq. (eq-w1-cdf): in one dimension the optimal transport cost
+    is the area between the two CDFs, W1 = int |F_x(t) - F_y(t)| dt, evaluated
+    exactly on the merged sorted sample. Differentiable in x and y (through the
+    sorted values), so it can be a training loss.
+    """
+    _check_samples(x, y, dims=1)
+    merged, _ = torch.sort(torch.cat([x, y]))
+    widths = merged[1:] - merged[:-1]  # (n + m - 1,)
+    knots = merged[:-1].detach()
+    cdf_x = torch.searchsorted(torch.sort(x.detach())[0].contiguous(), knots, right=True).to(x.dtype) / x.shape[0]
+    cdf_y = torch.searchsorted(torch.sort(y.detach())[0].contiguous(), knots, right=True).to(x.dtype) / y.shape[0]
+    return ((cdf_x - cdf_y).abs() * widths).sum()
+
+
+def sliced_wasserstein(
+    x: torch.Tensor, y: torch.Tensor, *, projections: int = 128, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Sliced W1 between samples x (n, d) and y (m, d): a scalar.
+
+    Chapter "GANs", eq. (eq-sliced-w): the average over random unit directions
+    theta (uniform on the sphere, ``projections`` of them) of W1 between the 1D
+    projections <theta, x> and <theta, y>. In d = 1 every direction is +-1 and
+    the value is exactly ``wasserstein_1d``. ``generator`` seeds the directions.
+    """
+    _check_samples(x, y, dims=2)
+    if not isinstance(projections, int) or projections < 1:
+        raise ValueError(f"projections must be an int >= 1, got {projections!r}")
+    directions = torch.randn(x.shape[1], projections, generator=generator, dtype=x.dtype).to(x.device)
+    directions = directions / directions.norm(dim=0, keepdim=True)  # (d, P) unit columns
+    px, py = x @ directions, y @ directions  # (n, P), (m, P)
+    if x.shape[0] == y.shape[0]:  # equal sizes: W1 is the mean gap between sorted projections
+        return (torch.sort(px, dim=0)[0] - torch.sort(py, dim=0)[0]).abs().mean()
+    return torch.stack([wasserstein_1d(px[:, k], py[:, k]) for k in range(projections)]).mean()
+
+
+def gaussian_kernel(x: torch.Tensor, y: torch.Tensor, *, bandwidths: tuple[float, ...] = (1.0,)) -> torch.Tensor:
+    """k(x_i, y_j) = sum_h exp(-|x_i - y_j|^2 / (2 h^2)) for x (n, d), y (m, d): the (n, m) Gram matrix.
+
+    A sum of Gaussian (RBF) kernels, one per bandwidth h; each is characteristic,
+    so the MMD it defines is zero only when the two distributions are equal.
+    """
+    if not bandwidths:
+        raise ValueError("bandwidths must hold at least one bandwidth h > 0")
+    for h in bandwidths:
+        require_positive("bandwidths", h)
+    squared = torch.cdist(x, y).pow(2)  # (n, m)
+    return sum(torch.exp(-squared / (2 * h * h)) for h in bandwidths)
+
+
+def mmd(x: torch.Tensor, y: torch.Tensor, *, bandwidths: tuple[float, ...] = (1.0,)) -> torch.Tensor:
+    """Unbiased estimate of MMD^2 between samples x (n, d) and y (m, d), n, m >= 2: a scalar.
+
+    Chapter "GANs", eq. (eq-mmd): MMD^2 = E k(X, X') - 2 E k(X, Y) + E k(Y, Y')
+    with the kernel ``gaussian_kernel(bandwidths)``; the U-statistic drops the
+    diagonal terms k(x_i, x_i), so the estimate is unbiased (and can be slightly
+    negative when the distributions are equal).
+    """
+    _check_samples(x, y, dims=2)
+    n, m = x.shape[0], y.shape[0]
+    if n < 2 or m < 2:
+        raise ValueError(f"x and y must hold at least 2 samples each for the unbiased MMD, got {n} and {m}")
+    kxx = gaussian_kernel(x, x, bandwidths=bandwidths)
+    kyy = gaussian_kernel(y, y, bandwidths=bandwidths)
+    kxy = gaussian_kernel(x, y, bandwidths=bandwidths)
+    within_x = (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
+    within_y = (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+    return within_x + within_y - 2 * kxy.mean()
+
+
+FDivergenceName = Literal["kl", "reverse_kl", "pearson", "hellinger", "js", "gan"]
+
+
+@dataclass(frozen=True)
+class FDivergence:
+    """One row of the f-GAN table (Nowozin et al. 2016, Table 6; chapter "GANs", eq. (eq-f-divergence)).
+
+    D_f(P || Q) = E_Q[f(p/q)] with f convex and f(1) = 0 (except the "gan" row,
+    D_f = 2 JSD - log 4, f(1) = -log 4; and "js" gives 2 JSD). The critic's raw
+    output v is mapped by ``activation`` into the domain of the conjugate
+    f*(t) = sup_u (t u - f(u)), and E_P[T] - E_Q[f*(T)] <= D_f(P || Q) for every T.
+    All callables act elementwise on tensors.
+    """
+
+    name: FDivergenceName
+    f: Callable[[torch.Tensor], torch.Tensor]
+    conjugate: Callable[[torch.Tensor], torch.Tensor]
+    activation: Callable[[torch.Tensor], torch.Tensor]
+    f_prime: Callable[[torch.Tensor], torch.Tensor]
+
+
+def _xlogx(u: torch.Tensor) -> torch.Tensor:
+    return torch.special.xlogy(u, u)
+
+
+F_DIVERGENCES: dict[str, FDivergence] = {
+    "kl": FDivergence("kl", _xlogx, lambda t: torch.exp(t - 1), lambda v: v, lambda u: torch.log(u) + 1),
+    "reverse_kl": FDivergence(
+        "reverse_kl", lambda u: -torch.log(u), lambda t: -1 - torch.log(-t), lambda v: -torch.exp(-v), lambda u: -1 / u
+    ),
+    "pearson": FDivergence(
+        "pearson", lambda u: (u - 1) ** 2, lambda t: t * t / 4 + t, lambda v: v, lambda u: 2 * (u - 1)
+    ),
+    "hellinger": FDivergence(
+        "hellinger",
+        lambda u: (torch.sqrt(u) - 1) ** 2,
+        lambda t: t / (1 - t),
+        lambda v: 1 - torch.exp(-v),
+        lambda u: 1 - 1 / torch.sqrt(u),
+    ),
+    "js": FDivergence(
+        "js",
+        lambda u: _xlogx(u) - (u + 1) * torch.log((u + 1) / 2),
+        lambda t: -torch.log(2 - torch.exp(t)),
+        lambda v: math.log(2) - torch.nn.functional.softplus(-v),
+        lambda u: torch.log(2 * u / (u + 1)),
+    ),
+    "gan": FDivergence(
+        "gan",
+        lambda u: _xlogx(u) - (u + 1) * torch.log(u + 1),
+        lambda t: -torch.log(-torch.expm1(t)),
+        lambda v: -torch.nn.functional.softplus(-v),
+        lambda u: torch.log(u / (u + 1)),
+    ),
+}
+
+
+def f_divergence_spec(name: FDivergenceName) -> FDivergence:
+    """The table row for ``name``; raises ValueError naming the allowed divergences."""
+    if name not in F_DIVERGENCES:
+        raise ValueError(f"divergence must be one of {sorted(F_DIVERGENCES)}, got {name!r}")
+    return F_DIVERGENCES[name]
+
+
+def f_divergence(p: torch.Tensor, q: torch.Tensor, *, divergence: FDivergenceName) -> torch.Tensor:
+    """D_f(p || q) = sum_x q(x) f(p(x)/q(x)) for probability vectors (..., K) with q > 0 -> (...), in nats."""
+    _check_pair(p, q)
+    if (q <= 0).any():
+        raise ValueError("q must be > 0 everywhere for D_f(p || q) = sum q f(p/q); got a zero entry")
+    spec = f_divergence_spec(divergence)
+    p, q = p.double(), q.double()
+    return (q * spec.f(p / q)).sum(-1)

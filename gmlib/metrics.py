@@ -1,10 +1,11 @@
 """Numbers that compare models: negative log-likelihood and exact integrals on grids."""
 
 import math
+from dataclasses import dataclass
 
 import torch
 
-from gmlib.validation import require_finite, require_positive
+from gmlib.validation import require_finite, require_positive, require_shape
 
 
 @torch.no_grad()
@@ -30,3 +31,55 @@ def grid_2d(*, lim: float, n: int) -> tuple[torch.Tensor, float]:
     axis = torch.linspace(-lim + h / 2, lim - h / 2, n, dtype=torch.float64)
     xx, yy = torch.meshgrid(axis, axis, indexing="xy")
     return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1), h * h
+
+
+@dataclass(frozen=True)
+class ModeCoverage:
+    """How a sample covers the modes of a mixture (chapter "GANs", mode collapse).
+
+    ``weights`` (K,): the share of the *near* samples that sit at each mode;
+    ``near_fraction``: the share of all samples within ``threshold`` standard
+    deviations of their nearest mode; ``covered``: how many modes hold at least
+    ``min_weight`` of the near samples; ``max_weight_error``: max_k |weights_k - 1/K|.
+    """
+
+    covered: int
+    near_fraction: float
+    weights: torch.Tensor
+    max_weight_error: float
+
+
+@torch.no_grad()
+def mode_coverage(
+    samples: torch.Tensor, centers: torch.Tensor, *, std: float, threshold: float = 3.0, min_weight: float | None = None
+) -> ModeCoverage:
+    """Count the modes of an equal-weight mixture that ``samples`` (n, d) cover; ``centers`` (K, d).
+
+    A sample is *near* when it lies within ``threshold * std`` of its nearest
+    center (for an isotropic 2D Gaussian mode, a fraction 1 - exp(-threshold^2/2)
+    of its own samples: 98.9% at 3 std). A mode is covered when it holds at
+    least ``min_weight`` of the near samples; the default, 1/(4K), is a quarter
+    of its fair share.
+    """
+    require_shape("samples", samples, (None, None))
+    require_shape("centers", centers, (None, samples.shape[1]))
+    if samples.shape[0] == 0 or centers.shape[0] == 0:
+        raise ValueError(f"samples and centers must be non-empty, got {samples.shape[0]} and {centers.shape[0]}")
+    require_finite("samples", samples)
+    require_positive("std", std)
+    require_positive("threshold", threshold)
+    k = centers.shape[0]
+    min_weight = 1 / (4 * k) if min_weight is None else min_weight
+    if not 0 < min_weight <= 1:
+        raise ValueError(f"min_weight must be in (0, 1], got {min_weight!r}")
+    distances = torch.cdist(samples.double(), centers.double().to(samples.device))  # (n, K)
+    nearest, index = distances.min(dim=1)
+    near = nearest < threshold * std
+    counts = torch.bincount(index[near], minlength=k).double().cpu()
+    weights = counts / counts.sum().clamp(min=1)
+    return ModeCoverage(
+        covered=int((weights >= min_weight).sum()),
+        near_fraction=near.double().mean().item(),
+        weights=weights,
+        max_weight_error=(weights - 1 / k).abs().max().item(),
+    )

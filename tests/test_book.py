@@ -130,6 +130,7 @@ def browser(built_book):
 
 @pytest.mark.parametrize("page", _pages())
 def test_page_renders_offline(browser, page):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver, origin = browser
@@ -137,14 +138,18 @@ def test_page_renders_offline(browser, page):
     WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
     has_math = driver.execute_script("return document.querySelectorAll('.math').length") > 0
     if has_math:
-        WebDriverWait(driver, 30).until(
-            lambda d: (
-                d.execute_script("return document.querySelectorAll('mjx-container').length")
-                >= d.execute_script("return document.querySelectorAll('div.math, span.math').length")
-            )
+        untypeset = (
+            "return Array.from(document.querySelectorAll('div.math, span.math'))"
+            ".filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 200))"
         )
-        errors = driver.execute_script("return document.querySelectorAll('mjx-merror').length")
-        assert errors == 0, f"{page}: MathJax could not typeset {errors} expressions"
+        try:
+            WebDriverWait(driver, 30).until(lambda d: not d.execute_script(untypeset))
+        except TimeoutException:
+            pytest.fail(f"{page}: MathJax left math untypeset: {driver.execute_script(untypeset)}")
+        errors = driver.execute_script(
+            "return Array.from(document.querySelectorAll('mjx-merror')).map(e => e.textContent)"
+        )
+        assert not errors, f"{page}: MathJax could not typeset: {errors}"
     images = driver.execute_script(
         "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])"
     )

@@ -102,3 +102,107 @@ def test_monte_carlo_kl_agrees_with_the_closed_form():
         kl_monte_carlo(torch.zeros(3), torch.zeros(4))
     with pytest.raises(ValueError, match="finite"):
         kl_monte_carlo(torch.tensor([0.0, float("-inf")]), torch.zeros(2))
+
+
+# --- chapter "GANs": W1, sliced W, MMD, the f-divergence table ---------------------------------------------
+
+from gmlib.divergences import (  # noqa: E402
+    F_DIVERGENCES,
+    f_divergence,
+    mmd,
+    sliced_wasserstein,
+    wasserstein_1d,
+)
+
+samples_1d = st.lists(st.floats(-100, 100), min_size=1, max_size=30).map(lambda v: torch.tensor(v, dtype=torch.float64))
+
+
+@given(samples_1d, samples_1d, samples_1d)
+@settings(max_examples=150, deadline=None)
+def test_w1_matches_scipy_and_is_a_metric(x, y, z):
+    w = wasserstein_1d(x, y).item()
+    assert w == pytest.approx(scipy.stats.wasserstein_distance(x.numpy(), y.numpy()), abs=1e-9, rel=1e-9)
+    assert w == pytest.approx(wasserstein_1d(y, x).item(), abs=1e-9)
+    assert wasserstein_1d(x, x).item() == 0.0
+    assert w <= wasserstein_1d(x, z).item() + wasserstein_1d(z, y).item() + 1e-9
+
+
+def test_sliced_wasserstein_in_one_dimension_is_w1():
+    x, y = torch.randn(300, dtype=torch.float64), 2 * torch.randn(200, dtype=torch.float64) + 1
+    exact = scipy.stats.wasserstein_distance(x.numpy(), y.numpy())
+    assert sliced_wasserstein(x[:, None], y[:, None]).item() == pytest.approx(exact, abs=1e-12)
+    assert sliced_wasserstein(x[:200, None], y[:, None]).item() == pytest.approx(
+        scipy.stats.wasserstein_distance(x[:200].numpy(), y.numpy()), abs=1e-12
+    )
+
+
+def test_sliced_wasserstein_of_a_shift_is_the_mean_absolute_projection():
+    # shifting by a vector s moves every projection by <theta, s>: SW = E|<theta, s>| = 2|s|/pi in 2D
+    x = torch.randn(1000, 2, dtype=torch.float64)
+    shift = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    value = sliced_wasserstein(x, x + shift, projections=20_000, generator=torch.Generator().manual_seed(0))
+    assert value.item() == pytest.approx(2 * 5 / math.pi, rel=0.02)
+
+
+def test_mmd_agrees_with_the_closed_form_for_gaussians():
+    # E k(X, Y) for X ~ N(a, s^2 I), Y ~ N(b, t^2 I), k = exp(-|x-y|^2 / 2h^2), in d dimensions:
+    # (h^2 / (h^2 + s^2 + t^2))^(d/2) exp(-|a - b|^2 / (2 (h^2 + s^2 + t^2)))
+    torch.manual_seed(0)
+    d, h = 2, 1.0
+
+    def mean_kernel(gap, var):
+        return (h**2 / (h**2 + var)) ** (d / 2) * math.exp(-(gap**2) / (2 * (h**2 + var)))
+
+    exact = mean_kernel(0, 2.0) + mean_kernel(0, 2 * 0.25) - 2 * mean_kernel(1.0, 1.25)
+    x = torch.randn(4000, d, dtype=torch.float64)
+    y = 0.5 * torch.randn(4000, d, dtype=torch.float64) + torch.tensor([1.0, 0.0], dtype=torch.float64)
+    assert mmd(x, y, bandwidths=(h,)).item() == pytest.approx(exact, abs=0.03)  # about 4 standard errors
+    assert abs(mmd(x, torch.randn(4000, d, dtype=torch.float64)).item()) < 0.005
+
+
+@pytest.mark.parametrize("name", sorted(F_DIVERGENCES))
+def test_f_divergence_table_is_consistent(name):
+    spec = F_DIVERGENCES[name]
+    u = torch.linspace(0.05, 5, 200, dtype=torch.float64)
+    at_one = -math.log(4) if name == "gan" else 0.0  # the GAN row is 2 JSD - log 4, so f(1) = -log 4
+    assert spec.f(torch.ones(1, dtype=torch.float64)).item() == pytest.approx(at_one, abs=1e-12)
+    # Fenchel-Young with equality at t = f'(u): f*(f'(u)) = u f'(u) - f(u)
+    t = spec.f_prime(u)
+    assert torch.allclose(spec.conjugate(t), u * t - spec.f(u), atol=1e-9)
+    # f' agrees with autograd
+    v = u.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(spec.f(v).sum(), v)
+    assert torch.allclose(grad, t, atol=1e-9)
+    # the activation lands in the conjugate's domain: f*(activation(v)) is finite
+    assert torch.isfinite(spec.conjugate(spec.activation(torch.linspace(-20, 20, 101, dtype=torch.float64)))).all()
+
+
+def test_f_divergence_recovers_kl_and_js():
+    p = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
+    q = torch.tensor([0.4, 0.4, 0.2], dtype=torch.float64)
+    assert f_divergence(p, q, divergence="kl").item() == pytest.approx(kl_divergence(p, q).item())
+    assert f_divergence(p, q, divergence="reverse_kl").item() == pytest.approx(kl_divergence(q, p).item())
+    assert f_divergence(p, q, divergence="js").item() == pytest.approx(2 * js_divergence(p, q).item())
+    gan = f_divergence(p, q, divergence="gan").item()
+    assert gan == pytest.approx(2 * js_divergence(p, q).item() - math.log(4))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: wasserstein_1d(torch.zeros(0), torch.zeros(3)), "non-empty"),
+        (lambda: wasserstein_1d(torch.zeros(3, 1), torch.zeros(3)), "shape"),
+        (lambda: wasserstein_1d(torch.tensor([math.nan]), torch.zeros(3)), "finite"),
+        (lambda: sliced_wasserstein(torch.zeros(3, 2), torch.zeros(3, 3)), "same event shape"),
+        (lambda: sliced_wasserstein(torch.zeros(3, 2), torch.zeros(3, 2), projections=0), "projections"),
+        (lambda: mmd(torch.zeros(1, 2), torch.zeros(3, 2)), "at least 2"),
+        (lambda: mmd(torch.zeros(3, 2), torch.zeros(3, 2), bandwidths=(-1.0,)), "bandwidths"),
+        (lambda: f_divergence(torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0]), divergence="kl"), "q must be > 0"),
+        (lambda: f_divergence(torch.tensor([1.5, -0.5]), torch.tensor([0.5, 0.5]), divergence="kl"), "non-negative"),
+        (lambda: f_divergence(torch.tensor([0.5, 0.6]), torch.tensor([0.5, 0.5]), divergence="kl"), "sum to 1"),
+        (lambda: f_divergence(torch.tensor([0.5, 0.5]), torch.tensor([0.5, 0.5]), divergence="tv"), "one of"),
+    ],
+)
+def test_sample_distances_refuse_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -30,3 +30,34 @@ def test_nll_refuses_bad_input(bad):
 def test_grid_refuses_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         grid_2d(**kwargs)
+
+
+def test_mode_coverage_counts_modes_weights_and_near_samples():
+    from gmlib.metrics import mode_coverage
+
+    centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    samples = torch.cat([centers[0].expand(60, 2), centers[1].expand(40, 2), torch.full((100, 2), 5.0)])
+    coverage = mode_coverage(samples, centers, std=0.1)
+    assert coverage.covered == 2
+    assert coverage.near_fraction == pytest.approx(0.5)
+    assert coverage.weights.tolist() == pytest.approx([0.6, 0.4, 0.0, 0.0])
+    assert coverage.max_weight_error == pytest.approx(0.35)
+    assert mode_coverage(samples, centers, std=0.1, min_weight=0.5).covered == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"samples": torch.zeros(5, 3)}, "centers"),
+        ({"samples": torch.zeros(0, 2)}, "non-empty"),
+        ({"samples": torch.tensor([[math.nan, 0.0]])}, "finite"),
+        ({"std": 0.0}, "std"),
+        ({"min_weight": 2.0}, "min_weight"),
+    ],
+)
+def test_mode_coverage_refuses_bad_input(kwargs, message):
+    from gmlib.metrics import mode_coverage
+
+    arguments = {"samples": torch.zeros(5, 2), "centers": torch.zeros(3, 2), "std": 1.0} | kwargs
+    with pytest.raises(ValueError, match=message):
+        mode_coverage(**arguments)

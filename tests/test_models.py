@@ -7,10 +7,18 @@ import pytest
 import torch
 
 import gmlib
-from gmlib.models import GaussianMixture, GenerativeModel
+from gmlib.models import VAE, DiscreteVAE, GaussianMixture, GenerativeModel
 
 MODELS = {
     "gaussian-mixture": lambda: (GaussianMixture(dim=2, components=3), torch.randn(64, 2) * 0.5 + 1.0),
+    "vae-categorical": lambda: (VAE(latent_dim=2, hidden=32), torch.randint(0, 17, (64, 64))),
+    "vae-low-rank-levels": lambda: (VAE(latent_dim=4, hidden=32, level_rank=3), torch.randint(0, 17, (64, 64))),
+    "vae-bernoulli-mixture-prior": lambda: (
+        VAE(latent_dim=2, hidden=32, decoder="bernoulli", prior="mixture", components=3),
+        torch.randint(0, 17, (64, 64)) / 16,
+    ),
+    "vae-gaussian-beta": lambda: (VAE(latent_dim=2, hidden=32, decoder="gaussian", beta=4.0), torch.rand(64, 64)),
+    "vae-discrete-gumbel": lambda: (DiscreteVAE(groups=2, categories=3, hidden=32), torch.randint(0, 17, (64, 64))),
 }
 
 

@@ -1,6 +1,18 @@
 """Models, one module per family; all meet the contracts in ``protocol``."""
 
+from gmlib.models.discrete_vae import DiscreteVAE
+from gmlib.models.gan import GAN, DivergenceEstimator, MomentMatchingGenerator
 from gmlib.models.mixture import GaussianMixture
 from gmlib.models.protocol import AdversarialModel, GenerativeModel
+from gmlib.models.vae import VAE
 
-__all__ = ["AdversarialModel", "GaussianMixture", "GenerativeModel"]
+__all__ = [
+    "GAN",
+    "DivergenceEstimator",
+    "MomentMatchingGenerator",
+    "AdversarialModel",
+    "GaussianMixture",
+    "GenerativeModel",
+    "VAE",
+    "DiscreteVAE",
+]

@@ -1,0 +1,285 @@
+"""The GAN family as distance minimisation (book chapter "GANs").
+
+One ``Critic`` holds every variational bound the chapter derives: for an
+f-divergence (KL, reverse KL, Pearson chi^2, squared Hellinger, JS, and the
+original GAN's) it maximises E_P[T] - E_Q[f*(T)] with T = activation(V(x))
+(eq. (eq-f-bound)); for the Wasserstein distance it maximises
+E_P[V] - E_Q[V] over (approximately) 1-Lipschitz V, enforced by weight
+clipping or a gradient penalty (eq. (eq-kr-duality)).
+
+* ``GAN``: an ``AdversarialModel``, a generator against a ``Critic``
+  (Algorithm 1; the vanilla GAN is ``distance="gan"``, WGAN is
+  ``distance="wasserstein"``, f-GAN any other f-divergence).
+* ``DivergenceEstimator``: a ``Critic`` trained against a *fixed* distribution
+  Q, a likelihood-free ``GenerativeModel`` whose ``estimate`` is the bound.
+* ``MomentMatchingGenerator``: a generator trained with no critic at all, on
+  the MMD or sliced Wasserstein distance to the real batch.
+"""
+
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.distributions import Distribution, Independent, Normal
+
+from gmlib.divergences import f_divergence_spec, mmd, sliced_wasserstein
+from gmlib.validation import require_finite, require_positive
+
+Distance = Literal["kl", "reverse_kl", "pearson", "hellinger", "js", "gan", "wasserstein"]
+Lipschitz = Literal["clip", "gradient_penalty"]
+GeneratorLoss = Literal["minimax", "non_saturating"]
+
+
+def mlp(*, inputs: int, outputs: int, hidden: int = 64, layers: int = 2, negative_slope: float = 0.0) -> nn.Sequential:
+    """A multilayer perceptron (batch, inputs) -> (batch, outputs) with ``layers`` hidden layers of width ``hidden``.
+
+    ReLU (``negative_slope=0``) for generators, LeakyReLU for critics, as DCGAN recommends.
+    """
+    for name, value in (("inputs", inputs), ("outputs", outputs), ("hidden", hidden), ("layers", layers)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    sizes = [inputs] + [hidden] * layers
+    modules: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        modules += [nn.Linear(a, b), nn.LeakyReLU(negative_slope) if negative_slope else nn.ReLU()]
+    modules.append(nn.Linear(sizes[-1], outputs))
+    return nn.Sequential(*modules)
+
+
+class Critic(nn.Module):
+    """A network V: (batch, dim) -> (batch,) and the variational bound it maximises for one distance.
+
+    Args:
+        dim: data dimension.
+        distance: an f-divergence of ``gmlib.divergences.F_DIVERGENCES`` or "wasserstein".
+        lipschitz: for "wasserstein" only: "clip" (every weight clamped to
+            [-clip, clip] before each use, Arjovsky et al. 2017) or
+            "gradient_penalty" (penalty * E(|grad V| - 1)^2 on interpolates,
+            Gulrajani et al. 2017).
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        distance: Distance = "gan",
+        lipschitz: Lipschitz = "gradient_penalty",
+        hidden: int = 64,
+        layers: int = 2,
+        clip: float = 0.01,
+        penalty: float = 10.0,
+    ) -> None:
+        super().__init__()
+        if distance != "wasserstein":
+            self.spec = f_divergence_spec(distance)  # raises on unknown names
+        if lipschitz not in ("clip", "gradient_penalty"):
+            raise ValueError(f"lipschitz must be 'clip' or 'gradient_penalty', got {lipschitz!r}")
+        require_positive("clip", clip)
+        require_positive("penalty", penalty)
+        self.dim, self.distance, self.lipschitz, self.clip, self.penalty = dim, distance, lipschitz, clip, penalty
+        self.net = mlp(inputs=dim, outputs=1, hidden=hidden, layers=layers, negative_slope=0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The raw output V(x): (batch, dim) -> (batch,) (a logit for "gan", the critic value for "wasserstein")."""
+        return self.net(x).squeeze(-1)
+
+    @torch.no_grad()
+    def clip_weights(self) -> None:
+        """Clamp every parameter to [-clip, clip] (the WGAN's crude Lipschitz constraint), if this critic clips.
+
+        Called before each use (``bound``, the generator's loss), so the weights an
+        optimiser step moved are clamped before the next forward pass.
+        """
+        if self.distance != "wasserstein" or self.lipschitz != "clip":
+            return
+        for parameter in self.net.parameters():
+            parameter.clamp_(-self.clip, self.clip)
+
+    def statistic(self, x: torch.Tensor) -> torch.Tensor:
+        """T(x) = activation(V(x)) (batch,), the function inside the bound (V itself for "wasserstein")."""
+        v = self(x)
+        return v if self.distance == "wasserstein" else self.spec.activation(v)
+
+    def fake_term(self, x_fake: torch.Tensor) -> torch.Tensor:
+        """Per-sample E_Q term (batch,): f*(T(x)) for an f-divergence, V(x) for "wasserstein"."""
+        t = self.statistic(x_fake)
+        return t if self.distance == "wasserstein" else self.spec.conjugate(t)
+
+    def bound(self, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+        """The variational lower bound E_P[T] - E_Q[f*(T)] (or E_P[V] - E_Q[V]) on two batches (n, dim), (m, dim).
+
+        For distance "gan" this is V(D, G) of Algorithm 1, whose maximum over
+        critics is -log 4 + 2 JSD (chapter "GANs", Theorem eq. (eq-c-of-g)).
+        """
+        for name, x in (("x_real", x_real), ("x_fake", x_fake)):
+            if x.dim() != 2 or x.shape[1] != self.dim or x.shape[0] == 0:
+                raise ValueError(f"{name} must have shape (n, {self.dim}) with n >= 1, got {tuple(x.shape)}")
+        require_finite("x_real", x_real)
+        self.clip_weights()
+        return self.statistic(x_real).mean() - self.fake_term(x_fake).mean()
+
+    def gradient_penalty(self, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+        """penalty * E(|grad_x V(x_hat)| - 1)^2 at random interpolates x_hat of the two batches (same size)."""
+        alpha = torch.rand(x_real.shape[0], 1, device=x_real.device, dtype=x_real.dtype)
+        x_hat = (alpha * x_real + (1 - alpha) * x_fake).requires_grad_(True)
+        (grad,) = torch.autograd.grad(self(x_hat).sum(), x_hat, create_graph=True)
+        return self.penalty * ((grad.norm(dim=1) - 1) ** 2).mean()
+
+    def critic_loss(self, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+        """What the critic minimises: minus the bound, plus the gradient penalty where it applies."""
+        loss = -self.bound(x_real, x_fake)
+        if self.distance == "wasserstein" and self.lipschitz == "gradient_penalty":
+            loss = loss + self.gradient_penalty(x_real, x_fake)
+        return loss
+
+
+class _Sampler(nn.Module):
+    """A generator G: z ~ N(0, I_latent) -> x (n, dim); ``tanh`` bounds the output to [-1, 1] (DCGAN)."""
+
+    def __init__(self, *, dim: int, latent: int, hidden: int, layers: int, tanh: bool) -> None:
+        super().__init__()
+        if not isinstance(latent, int) or latent < 1:
+            raise ValueError(f"latent must be an int >= 1, got {latent!r}")
+        self.net = mlp(inputs=latent, outputs=dim, hidden=hidden, layers=layers)
+        self.tanh = tanh
+        self.register_buffer("loc", torch.zeros(latent))
+        self.register_buffer("scale", torch.ones(latent))
+
+    def prior(self) -> Distribution:
+        """p(z) = N(0, I), on the generator's device."""
+        return Independent(Normal(self.loc, self.scale), 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.net(z)
+        return torch.tanh(x) if self.tanh else x
+
+    def sample(self, n: int) -> torch.Tensor:
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be an int >= 1, got {n!r}")
+        return self(self.prior().sample((n,)))
+
+
+class GAN(nn.Module):
+    """A generator against a ``Critic``: an ``AdversarialModel`` trained by ``gmlib.train`` (Algorithm 1).
+
+    ``distance="gan"`` is the vanilla GAN (the critic's output is the logit of
+    D), "wasserstein" the WGAN, any other f-divergence the f-GAN. The generator
+    minimises the bound ("minimax", eq. (eq-gan-value)), or, with
+    "non_saturating", maximises E_Q[T(G(z))] instead -- for "gan" exactly
+    -E log D(G(z)) (eq. (eq-non-saturating)); for "wasserstein" both are -E V(G(z)).
+
+    Shapes: ``sample(n)`` -> (n, dim); the losses take a real batch (batch, dim).
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        distance: Distance = "gan",
+        generator_loss: GeneratorLoss = "non_saturating",
+        lipschitz: Lipschitz = "gradient_penalty",
+        latent: int = 2,
+        hidden: int = 64,
+        layers: int = 2,
+        tanh: bool = False,
+        clip: float = 0.01,
+        penalty: float = 10.0,
+    ) -> None:
+        super().__init__()
+        if generator_loss not in ("minimax", "non_saturating"):
+            raise ValueError(f"generator_loss must be 'minimax' or 'non_saturating', got {generator_loss!r}")
+        self.generator = _Sampler(dim=dim, latent=latent, hidden=hidden, layers=layers, tanh=tanh)
+        self.discriminator = Critic(
+            dim=dim, distance=distance, lipschitz=lipschitz, hidden=hidden, layers=layers, clip=clip, penalty=penalty
+        )
+        self.mode = generator_loss
+
+    def sample(self, n: int) -> torch.Tensor:
+        """n generated samples (n, dim)."""
+        return self.generator.sample(n)
+
+    def discriminator_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The critic's loss on a real batch x (batch, dim) against as many generated samples (held fixed)."""
+        with torch.no_grad():
+            fake = self.sample(x.shape[0])
+        return self.discriminator.critic_loss(x, fake)
+
+    def generator_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The generator's loss for a batch of the size of x (batch, dim); x itself enters only through its size."""
+        require_finite("x", x)
+        self.discriminator.clip_weights()
+        fake = self.sample(x.shape[0])
+        if self.mode == "non_saturating" or self.discriminator.distance == "wasserstein":
+            return -self.discriminator.statistic(fake).mean()
+        return -self.discriminator.fake_term(fake).mean()  # minimax: the bound's E_Q term, for "gan" E log(1 - D)
+
+
+class DivergenceEstimator(nn.Module):
+    """A ``Critic`` trained against a fixed distribution Q; its bound estimates D(P, Q) from below.
+
+    A likelihood-free ``GenerativeModel`` whose "model" is Q itself:
+    ``loss(x)`` is the critic loss on a real batch x (batch, dim) against a
+    fresh batch of Q, ``sample(n)`` draws Q (n, dim), and ``estimate(x, y)``
+    evaluates the bound on held-out samples of P and Q. For "gan" the trained
+    critic's logit gives D(x) = sigmoid(V(x)), to compare with D* (Proposition 1).
+    """
+
+    def __init__(self, *, q: Distribution, dim: int, **critic: object) -> None:
+        super().__init__()
+        self.q = q
+        self.critic = Critic(dim=dim, **critic)
+
+    def sample(self, n: int) -> torch.Tensor:
+        """n samples of Q as (n, dim)."""
+        x = self.q.sample((n,))
+        return x.reshape(n, self.critic.dim).to(next(self.critic.parameters()).device)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The critic loss on x (batch, dim) from P against a fresh batch of Q."""
+        return self.critic.critic_loss(x, self.sample(x.shape[0]))
+
+    @torch.no_grad()
+    def estimate(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """The bound on held-out samples x ~ P (n, dim), y ~ Q (m, dim): the critic's estimate of the distance."""
+        return self.critic.bound(x, y).item()
+
+
+class MomentMatchingGenerator(nn.Module):
+    """A generator trained without a critic: ``loss(x)`` is a distance between G(z) and the real batch x.
+
+    ``distance="mmd"``: the unbiased MMD^2 with a sum of Gaussian kernels
+    (``bandwidths``), Li et al. 2015 / Dziugaite et al. 2015;
+    ``"sliced_wasserstein"``: sliced W1 over ``projections`` random directions
+    per step (Deshpande et al. 2018). A likelihood-free ``GenerativeModel``:
+    ``sample(n)`` -> (n, dim), ``loss(x)`` for x (batch, dim) -> scalar.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        distance: Literal["mmd", "sliced_wasserstein"] = "sliced_wasserstein",
+        latent: int = 2,
+        hidden: int = 64,
+        layers: int = 2,
+        tanh: bool = False,
+        bandwidths: tuple[float, ...] = (0.05, 0.2, 1.0),
+        projections: int = 64,
+    ) -> None:
+        super().__init__()
+        if distance not in ("mmd", "sliced_wasserstein"):
+            raise ValueError(f"distance must be 'mmd' or 'sliced_wasserstein', got {distance!r}")
+        self.generator = _Sampler(dim=dim, latent=latent, hidden=hidden, layers=layers, tanh=tanh)
+        self.distance, self.bandwidths, self.projections = distance, tuple(bandwidths), projections
+
+    def sample(self, n: int) -> torch.Tensor:
+        """n generated samples (n, dim)."""
+        return self.generator.sample(n)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The distance between a generated batch and the real batch x (batch, dim)."""
+        require_finite("x", x)
+        fake = self.sample(x.shape[0])
+        if self.distance == "mmd":
+            return mmd(fake, x, bandwidths=self.bandwidths)
+        return sliced_wasserstein(fake, x, projections=self.projections)

@@ -1,0 +1,139 @@
+import math
+
+import pytest
+import torch
+
+import gmlib
+from gmlib.data import gaussian_ring, ring_centers
+from gmlib.metrics import mode_coverage
+from gmlib.models import AdversarialModel, GenerativeModel
+from gmlib.models.gan import GAN, Critic, DivergenceEstimator, MomentMatchingGenerator
+
+DISTANCES = ["kl", "reverse_kl", "pearson", "hellinger", "js", "gan", "wasserstein"]
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_gan_meets_the_protocol_and_both_players_get_gradients(distance):
+    torch.manual_seed(0)
+    model = GAN(dim=2, distance=distance, hidden=16)
+    x = torch.randn(32, 2)
+    assert isinstance(model, AdversarialModel)
+    assert model.sample(5).shape == (5, 2)
+    model.discriminator_loss(x).backward()
+    assert all(p.grad is not None for p in model.discriminator.parameters())
+    assert all(p.grad is None for p in model.generator.parameters())  # fakes are detached for the critic
+    model.zero_grad()
+    model.generator_loss(x).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.generator.parameters())
+
+
+def test_vanilla_critic_value_is_the_binary_cross_entropy():
+    torch.manual_seed(0)
+    critic = Critic(dim=1, distance="gan", hidden=8)
+    x, y = torch.randn(50, 1), torch.randn(40, 1) + 1
+    d_real, d_fake = torch.sigmoid(critic(x)), torch.sigmoid(critic(y))
+    expected = torch.log(d_real).mean() + torch.log(1 - d_fake).mean()  # V(D, G) of Algorithm 1
+    assert critic.bound(x, y).item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+def test_generator_losses_are_log_one_minus_d_and_minus_log_d():
+    torch.manual_seed(0)
+    x = torch.randn(16, 2)
+    for mode, formula in [("minimax", lambda d: torch.log(1 - d)), ("non_saturating", lambda d: -torch.log(d))]:
+        model = GAN(dim=2, generator_loss=mode, hidden=8)
+        torch.manual_seed(1)
+        loss = model.generator_loss(x)
+        torch.manual_seed(1)
+        d = torch.sigmoid(model.discriminator(model.sample(16)))
+        assert loss.item() == pytest.approx(formula(d).mean().item(), abs=1e-5)
+
+
+def test_weight_clipping_bounds_every_critic_weight():
+    model = GAN(dim=2, distance="wasserstein", lipschitz="clip", clip=0.05, hidden=8)
+    with torch.no_grad():
+        for p in model.discriminator.parameters():
+            p.fill_(3.0)
+    model.discriminator_loss(torch.randn(8, 2))
+    assert max(p.abs().max().item() for p in model.discriminator.parameters()) == pytest.approx(0.05)
+
+
+def test_gradient_penalty_is_zero_for_a_unit_slope_linear_critic():
+    critic = Critic(dim=2, distance="wasserstein", layers=1, hidden=2)
+    with torch.no_grad():  # V(x) = x_1 through (LeakyReLU(x_1) - LeakyReLU(-x_1)) / 1.2
+        critic.net[0].weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+        critic.net[0].bias.zero_()
+        critic.net[2].weight.copy_(torch.tensor([[1.0, -1.0]]) / 1.2)  # LeakyReLU(0.2): 1.2 x_1 before this
+        critic.net[2].bias.zero_()
+    x, y = torch.randn(64, 2), torch.randn(64, 2)
+    assert critic.gradient_penalty(x, y).item() == pytest.approx(0.0, abs=1e-10)
+    assert critic.bound(x, y).item() == pytest.approx((x[:, 0].mean() - y[:, 0].mean()).item(), abs=1e-6)
+
+
+def test_trained_vanilla_critic_approaches_the_optimal_value():
+    torch.manual_seed(0)
+    p, q = torch.distributions.Normal(torch.tensor([0.0]), 1.0), torch.distributions.Normal(torch.tensor([2.0]), 1.0)
+    estimator = DivergenceEstimator(q=q, dim=1, distance="gan", hidden=32)
+    assert isinstance(estimator, GenerativeModel)
+    gmlib.train(estimator, p, steps=600, batch_size=256, lr=3e-3, progress=False)
+    # exact: -log 4 + 2 JSD(N(0,1), N(2,1)) by quadrature on a fine grid
+    t = torch.linspace(-12, 14, 200_001, dtype=torch.float64)
+    lp, lq = p.log_prob(t[:, None]).squeeze(1).double(), q.log_prob(t[:, None]).squeeze(1).double()
+    lm = torch.logaddexp(lp, lq) - math.log(2)
+    jsd = 0.5 * ((lp.exp() * (lp - lm)).sum() + (lq.exp() * (lq - lm)).sum()).item() * (t[1] - t[0]).item()
+    value = estimator.estimate(p.sample((20_000,)), q.sample((20_000,)))
+    assert value == pytest.approx(-math.log(4) + 2 * jsd, abs=0.03)
+
+
+@pytest.mark.parametrize("distance", ["mmd", "sliced_wasserstein"])
+def test_moment_matching_generator_learns_a_shifted_gaussian(distance):
+    torch.manual_seed(0)
+    model = MomentMatchingGenerator(dim=2, distance=distance, hidden=16, bandwidths=(0.5, 2.0))
+    assert isinstance(model, GenerativeModel)
+    data = torch.distributions.MultivariateNormal(torch.tensor([2.0, -1.0]), 0.25 * torch.eye(2))
+    gmlib.train(model, data, steps=600, batch_size=128, lr=1e-2, progress=False)
+    assert torch.allclose(model.sample(4000).mean(0), torch.tensor([2.0, -1.0]), atol=0.15)
+
+
+def test_a_gan_that_produces_nan_stops_naming_the_step():
+    model = GAN(dim=2, hidden=8)
+    with torch.no_grad():
+        model.generator.net[0].weight.fill_(float("nan"))
+    with pytest.raises(gmlib.TrainingDiverged, match="at step 0"):
+        gmlib.train(model, gaussian_ring(), steps=5, batch_size=8, progress=False)
+
+
+def test_nan_real_data_is_refused():
+    x = torch.randn(4, 2)
+    x[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        GAN(dim=2, hidden=8).discriminator_loss(x)
+    with pytest.raises(ValueError, match="finite"):
+        MomentMatchingGenerator(dim=2, hidden=8).loss(x)
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        (lambda: GAN(dim=2, distance="tv"), "divergence must be one of"),
+        (lambda: GAN(dim=2, generator_loss="hinge"), "generator_loss"),
+        (lambda: GAN(dim=2, distance="wasserstein", lipschitz="spectral"), "lipschitz"),
+        (lambda: GAN(dim=2, clip=0.0), "clip"),
+        (lambda: GAN(dim=0), "outputs"),
+        (lambda: GAN(dim=2, latent=0), "latent"),
+        (lambda: MomentMatchingGenerator(dim=2, distance="energy"), "distance"),
+        (lambda: GAN(dim=2).sample(0), "n must be"),
+        (lambda: Critic(dim=2).bound(torch.zeros(3, 3), torch.zeros(3, 2)), "x_real"),
+    ],
+)
+def test_bad_arguments_are_named(factory, message):
+    with pytest.raises(ValueError, match=message):
+        factory()
+
+
+def test_mode_coverage_of_the_true_ring_is_complete():
+    torch.manual_seed(0)
+    ring = gaussian_ring(std=0.05)
+    coverage = mode_coverage(ring.sample((20_000,)), ring_centers(), std=0.05)
+    assert coverage.covered == 8
+    assert coverage.near_fraction == pytest.approx(1 - math.exp(-4.5), abs=0.005)  # Rayleigh: P(r < 3 std)
+    assert coverage.max_weight_error < 0.01
