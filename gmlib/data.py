@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal, constraints
 
-from gmlib.validation import require_positive, require_probability_vector, require_shape
+from gmlib.validation import require_int, require_positive, require_probability_vector, require_shape
 
 Split = Literal["train", "val", "test"]
 
@@ -46,8 +46,7 @@ def gaussian_ring(*, n_modes: int = 8, radius: float = 2.0, std: float = 0.05) -
 
     Event shape (2,). ``log_prob`` is exact; ``mode_centers`` gives the means.
     """
-    if not isinstance(n_modes, int) or n_modes < 1:
-        raise ValueError(f"n_modes must be an int >= 1, got {n_modes!r}")
+    require_int("n_modes", n_modes, low=1)
     require_positive("radius", radius)
     require_positive("std", std)
     centers = ring_centers(n_modes=n_modes, radius=radius)

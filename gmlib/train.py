@@ -21,7 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from gmlib.models.protocol import AdversarialModel, GenerativeModel
-from gmlib.validation import require_finite, require_positive
+from gmlib.validation import require_finite, require_int, require_positive
 
 Data = torch.Tensor | torch.distributions.Distribution | Callable[[int], torch.Tensor]
 
@@ -59,8 +59,7 @@ def training_scale() -> float:
 
 def scaled_steps(steps: int) -> int:
     """``steps`` times the training scale, at least one."""
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    require_int("steps", steps, low=1)
     return max(1, round(steps * training_scale()))
 
 
@@ -96,10 +95,8 @@ def train(
         TrainingDiverged: when a loss is NaN or infinite, naming the step.
     """
     total = scaled_steps(steps)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if not isinstance(discriminator_steps, int) or discriminator_steps < 1:
-        raise ValueError(f"discriminator_steps must be an int >= 1, got {discriminator_steps!r}")
+    require_int("batch_size", batch_size, low=1)
+    require_int("discriminator_steps", discriminator_steps, low=1)
     require_positive("lr", lr)
     adversarial = isinstance(model, AdversarialModel)
     if not adversarial and not isinstance(model, GenerativeModel):

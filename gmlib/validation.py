@@ -12,6 +12,12 @@ def require_finite(name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name} must be finite, but {bad} of its {x.numel()} entries are NaN or inf")
 
 
+def require_int(name: str, value: int, *, low: int) -> None:
+    """Raise unless ``value`` is an int (not a bool) >= ``low``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
 def require_shape(name: str, x: torch.Tensor, shape: tuple[int | None, ...]) -> None:
     """Raise unless ``x.shape`` matches ``shape`` (``None`` matches any size)."""
     ok = x.dim() == len(shape) and all(s is None or s == n for s, n in zip(shape, x.shape, strict=True))

@@ -12,8 +12,8 @@ Chapter "VAE", eq-vae-gumbel.
 import torch
 from torch.distributions import Distribution, Independent, OneHotCategorical, RelaxedOneHotCategorical
 
-from gmlib.models.vae import VAE, DecoderKind, _require_int
-from gmlib.validation import require_positive
+from gmlib.models.vae import VAE, DecoderKind
+from gmlib.validation import require_int, require_positive
 
 
 class DiscreteVAE(VAE):
@@ -39,8 +39,8 @@ class DiscreteVAE(VAE):
         level_rank: int | None = None,
         dropout: float = 0.0,
     ) -> None:
-        _require_int("groups", groups, 1)
-        _require_int("categories", categories, 2)
+        require_int("groups", groups, low=1)
+        require_int("categories", categories, low=2)
         require_positive("temperature", temperature)
         super().__init__(
             data_dim=data_dim,

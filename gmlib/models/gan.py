@@ -23,27 +23,12 @@ from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
 from gmlib.divergences import f_divergence_spec, mmd, sliced_wasserstein
-from gmlib.validation import require_finite, require_positive
+from gmlib.models.nets import mlp
+from gmlib.validation import require_finite, require_int, require_positive
 
 Distance = Literal["kl", "reverse_kl", "pearson", "hellinger", "js", "gan", "wasserstein"]
 Lipschitz = Literal["clip", "gradient_penalty"]
 GeneratorLoss = Literal["minimax", "non_saturating"]
-
-
-def mlp(*, inputs: int, outputs: int, hidden: int = 64, layers: int = 2, negative_slope: float = 0.0) -> nn.Sequential:
-    """A multilayer perceptron (batch, inputs) -> (batch, outputs) with ``layers`` hidden layers of width ``hidden``.
-
-    ReLU (``negative_slope=0``) for generators, LeakyReLU for critics, as DCGAN recommends.
-    """
-    for name, value in (("inputs", inputs), ("outputs", outputs), ("hidden", hidden), ("layers", layers)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    sizes = [inputs] + [hidden] * layers
-    modules: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-        modules += [nn.Linear(a, b), nn.LeakyReLU(negative_slope) if negative_slope else nn.ReLU()]
-    modules.append(nn.Linear(sizes[-1], outputs))
-    return nn.Sequential(*modules)
 
 
 class Critic(nn.Module):
@@ -77,6 +62,7 @@ class Critic(nn.Module):
         require_positive("clip", clip)
         require_positive("penalty", penalty)
         self.dim, self.distance, self.lipschitz, self.clip, self.penalty = dim, distance, lipschitz, clip, penalty
+        require_int("dim", dim, low=1)
         self.net = mlp(inputs=dim, outputs=1, hidden=hidden, layers=layers, negative_slope=0.2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,8 +124,7 @@ class _Sampler(nn.Module):
 
     def __init__(self, *, dim: int, latent: int, hidden: int, layers: int, tanh: bool) -> None:
         super().__init__()
-        if not isinstance(latent, int) or latent < 1:
-            raise ValueError(f"latent must be an int >= 1, got {latent!r}")
+        require_int("latent", latent, low=1)
         self.net = mlp(inputs=latent, outputs=dim, hidden=hidden, layers=layers)
         self.tanh = tanh
         self.register_buffer("loc", torch.zeros(latent))
@@ -154,8 +139,7 @@ class _Sampler(nn.Module):
         return torch.tanh(x) if self.tanh else x
 
     def sample(self, n: int) -> torch.Tensor:
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be an int >= 1, got {n!r}")
+        require_int("n", n, low=1)
         return self(self.prior().sample((n,)))
 
 

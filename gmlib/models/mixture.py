@@ -10,7 +10,7 @@ from torch import nn
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
 from torch.nn.functional import softplus
 
-from gmlib.validation import require_finite, require_shape
+from gmlib.validation import require_finite, require_int, require_shape
 
 
 class GaussianMixture(nn.Module):
@@ -25,10 +25,8 @@ class GaussianMixture(nn.Module):
         self, *, dim: int = 2, components: int = 8, means: torch.Tensor | None = None, scale: float = 1.0
     ) -> None:
         super().__init__()
-        if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be an int >= 1, got {dim!r}")
-        if not isinstance(components, int) or components < 1:
-            raise ValueError(f"components must be an int >= 1, got {components!r}")
+        require_int("dim", dim, low=1)
+        require_int("components", components, low=1)
         if means is None:
             means = scale * torch.randn(components, dim)
         require_shape("means", means, (components, dim))

@@ -28,17 +28,13 @@ from torch.distributions import (
 )
 from torch.nn.functional import softplus
 
-from gmlib.validation import require_finite, require_positive, require_shape
+from gmlib.models.nets import mlp
+from gmlib.validation import require_finite, require_int, require_positive, require_shape
 
 DecoderKind = Literal["categorical", "bernoulli", "gaussian"]
 PriorKind = Literal["standard", "mixture"]
 DECODER_KINDS: tuple[str, ...] = ("categorical", "bernoulli", "gaussian")
 PRIOR_KINDS: tuple[str, ...] = ("standard", "mixture")
-
-
-def mlp(inputs: int, hidden: int, outputs: int, *, dropout: float = 0.0) -> nn.Sequential:
-    """One hidden layer of ``hidden`` ReLU units, as in note 002's demo (hidden = 400), with dropout after it."""
-    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, outputs))
 
 
 class LevelLogits(nn.Module):
@@ -57,11 +53,6 @@ class LevelLogits(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return (h.unflatten(-1, (self.pixels, self.rank)) @ self.profiles + self.bias).flatten(-2)
-
-
-def _require_int(name: str, value: int, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
 
 
 class VAE(nn.Module):
@@ -103,9 +94,9 @@ class VAE(nn.Module):
     ) -> None:
         super().__init__()
         for name, value, low in (("data_dim", data_dim, 1), ("latent_dim", latent_dim, 1), ("hidden", hidden, 1)):
-            _require_int(name, value, low)
-        _require_int("components", components, 1)
-        _require_int("levels", levels, 2)
+            require_int(name, value, low=low)
+        require_int("components", components, low=1)
+        require_int("levels", levels, low=2)
         if decoder not in DECODER_KINDS:
             raise ValueError(f"decoder must be one of {DECODER_KINDS}, got {decoder!r}")
         if prior not in PRIOR_KINDS:
@@ -117,13 +108,13 @@ class VAE(nn.Module):
         self.data_dim, self.latent_dim, self.levels = data_dim, latent_dim, levels
         self.decoder_kind, self.prior_kind = decoder, prior
         self.beta, self.gaussian_std = float(beta), float(gaussian_std)
-        self.encoder = mlp(data_dim, hidden, self._encoder_outputs(), dropout=dropout)
+        self.encoder = mlp(inputs=data_dim, hidden=hidden, outputs=self._encoder_outputs(), dropout=dropout)
         if level_rank is not None:
-            _require_int("level_rank", level_rank, 1)
+            require_int("level_rank", level_rank, low=1)
             if decoder != "categorical":
                 raise ValueError(f"level_rank applies to the categorical decoder only, got decoder={decoder!r}")
         per_pixel = {"categorical": levels if level_rank is None else level_rank}.get(decoder, 1)
-        self.decoder = mlp(self._decoder_inputs(), hidden, data_dim * per_pixel, dropout=dropout)
+        self.decoder = mlp(inputs=self._decoder_inputs(), hidden=hidden, outputs=data_dim * per_pixel, dropout=dropout)
         if level_rank is not None:
             self.decoder.append(LevelLogits(pixels=data_dim, levels=levels, rank=level_rank))
         self.register_buffer("_zero", torch.zeros(()))
@@ -216,7 +207,7 @@ class VAE(nn.Module):
         IWAE_1 is the ELBO; the bound rises with k towards log p(x) (Burda et al. 2016).
         Samples are processed in chunks so that k * batch can be large.
         """
-        _require_int("k", k, 1)
+        require_int("k", k, low=1)
         q = self.encode(x)
         chunk = max(1, 16384 // x.shape[0])
         log_w = []
@@ -228,7 +219,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
         """x ~ p_theta(x|z), z ~ p(z): (n, data_dim) (integer levels for the categorical decoder)."""
-        _require_int("n", n, 1)
+        require_int("n", n, low=1)
         return self.decode(self.prior().sample((n,))).sample()
 
     # -- input checks -----------------------------------------------------------------------------------------------
