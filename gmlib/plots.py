@@ -3,7 +3,6 @@
 import math
 from collections.abc import Callable
 
-import matplotlib.pyplot as plt
 import torch
 from matplotlib.axes import Axes
 
@@ -62,9 +61,3 @@ def training_curves(ax: Axes, history: dict[str, list[float]], *, window: int = 
         ax.plot(range(k - 1, len(values)), smoothed.numpy(), label=name)
     ax.set(xlabel="step", title=title)
     ax.legend(fontsize=8)
-
-
-def new_figure(panels: int, *, size: float = 3.6) -> tuple[plt.Figure, list[Axes]]:
-    """A one-row figure of ``panels`` square-ish axes."""
-    fig, axes = plt.subplots(1, panels, figsize=(size * panels, size))
-    return fig, list(axes) if panels > 1 else [axes]

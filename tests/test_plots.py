@@ -1,27 +1,28 @@
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from gmlib.plots import density_2d, image_grid, new_figure, samples_2d, training_curves  # noqa: E402
+from gmlib.plots import density_2d, image_grid, samples_2d, training_curves  # noqa: E402
 
 
 def test_image_grid_tiles_flat_square_images():
-    fig, (ax,) = new_figure(1)
+    fig, ax = plt.subplots()
     image_grid(ax, torch.arange(12 * 64).reshape(12, 64) % 17, columns=5)
     canvas = ax.images[0].get_array()
     assert canvas.shape == (3 * 9 - 1, 5 * 9 - 1)
 
 
 def test_image_grid_refuses_non_square_pixels():
-    fig, (ax,) = new_figure(1)
+    fig, ax = plt.subplots()
     with pytest.raises(ValueError, match="square"):
         image_grid(ax, torch.zeros(2, 10))
 
 
 def test_density_samples_and_curves_draw():
-    fig, axes = new_figure(3)
+    fig, axes = plt.subplots(1, 3)
     gaussian = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
     density_2d(axes[0], gaussian.log_prob, n=50)
     assert axes[0].images[0].get_array().shape == (50, 50)
