@@ -5,6 +5,7 @@ import torch
 
 import gmlib
 from gmlib.data import gaussian_ring, ring_centers
+from gmlib.divergences import wasserstein_1d
 from gmlib.metrics import mode_coverage
 from gmlib.models import AdversarialModel, GenerativeModel
 from gmlib.models.gan import GAN, Critic, DivergenceEstimator, MomentMatchingGenerator
@@ -48,13 +49,37 @@ def test_generator_losses_are_log_one_minus_d_and_minus_log_d():
         assert loss.item() == pytest.approx(formula(d).mean().item(), abs=1e-5)
 
 
-def test_weight_clipping_bounds_every_critic_weight():
-    model = GAN(dim=2, distance="wasserstein", lipschitz="clip", clip=0.05, hidden=8)
+@pytest.mark.parametrize("clip_biases", [False, True])
+def test_weight_clipping_bounds_every_critic_weight_and_biases_only_on_request(clip_biases):
+    critic = Critic(dim=2, distance="wasserstein", lipschitz="clip", clip=0.05, clip_biases=clip_biases, hidden=8)
     with torch.no_grad():
-        for p in model.discriminator.parameters():
+        for p in critic.parameters():
             p.fill_(3.0)
-    model.discriminator_loss(torch.randn(8, 2))
-    assert max(p.abs().max().item() for p in model.discriminator.parameters()) == pytest.approx(0.05)
+    critic(torch.randn(8, 2))  # any forward pass clamps first, not only the losses
+    weights = [p for name, p in critic.named_parameters() if name.endswith("weight")]
+    biases = [p for name, p in critic.named_parameters() if name.endswith("bias")]
+    assert max(p.abs().max().item() for p in weights) == pytest.approx(0.05)
+    assert min(p.min().item() for p in biases) == pytest.approx(0.05 if clip_biases else 3.0)
+
+
+@pytest.mark.parametrize(("clip_biases", "low", "high"), [(False, 0.99, 1.001), (True, 0.0, 0.8)])
+def test_weight_clipped_critic_over_its_lipschitz_constant_estimates_w1_unless_biases_are_clipped(
+    clip_biases, low, high
+):
+    # P = N(0, 1), Q = N(1.5, 0.5^2): the optimal critic is linear on the bulk of both; clipping
+    # the weights makes the critic about K * x, so value / K ~ W1 (and <= W1: T / K is 1-Lipschitz)
+    torch.manual_seed(3)
+    p = torch.distributions.Normal(torch.tensor([0.0]), 1.0)
+    q = torch.distributions.Normal(torch.tensor([1.5]), 0.5)
+    estimator = DivergenceEstimator(
+        q=q, dim=1, distance="wasserstein", lipschitz="clip", clip=0.05, clip_biases=clip_biases
+    )
+    gmlib.train(estimator, p, steps=1500, batch_size=512, lr=1e-3, betas=(0.5, 0.9), seed=3, progress=False)
+    x, y = p.sample((20_000,)), q.sample((20_000,))
+    probe = torch.cat([x, y]).requires_grad_(True)
+    (slope,) = torch.autograd.grad(estimator.critic(probe).sum(), probe)
+    ratio = abs(estimator.estimate(x, y)) / slope.abs().max().item() / wasserstein_1d(x[:, 0], y[:, 0]).item()
+    assert low <= ratio <= high
 
 
 def test_gradient_penalty_is_zero_for_a_unit_slope_linear_critic():

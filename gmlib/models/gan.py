@@ -41,6 +41,11 @@ class Critic(nn.Module):
             [-clip, clip] before each use, Arjovsky et al. 2017) or
             "gradient_penalty" (penalty * E(|grad V| - 1)^2 on interpolates,
             Gulrajani et al. 2017).
+        clip_biases: with "clip", clamp the biases too, as Arjovsky et al.'s code
+            does. Off by default: the Lipschitz constant of the network is bounded
+            by the weight matrices alone, and clamped biases pin every full-slope
+            unit's kink to |x| <= 1, so the critic cannot be linear over wider data
+            (chapter "GANs", section "WGAN").
     """
 
     def __init__(
@@ -52,6 +57,7 @@ class Critic(nn.Module):
         hidden: int = 64,
         layers: int = 2,
         clip: float = 0.01,
+        clip_biases: bool = False,
         penalty: float = 10.0,
     ) -> None:
         super().__init__()
@@ -62,24 +68,32 @@ class Critic(nn.Module):
         require_positive("clip", clip)
         require_positive("penalty", penalty)
         self.dim, self.distance, self.lipschitz, self.clip, self.penalty = dim, distance, lipschitz, clip, penalty
+        self.clip_biases = clip_biases
         require_int("dim", dim, low=1)
         self.net = mlp(inputs=dim, outputs=1, hidden=hidden, layers=layers, negative_slope=0.2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The raw output V(x): (batch, dim) -> (batch,) (a logit for "gan", the critic value for "wasserstein")."""
+        """The raw output V(x): (batch, dim) -> (batch,) (a logit for "gan", the critic value for "wasserstein").
+
+        A clipping critic clamps its weights first, so no forward pass ever sees
+        the unclipped weights an optimiser step left behind.
+        """
+        self.clip_weights()
         return self.net(x).squeeze(-1)
 
     @torch.no_grad()
     def clip_weights(self) -> None:
-        """Clamp every parameter to [-clip, clip] (the WGAN's crude Lipschitz constraint), if this critic clips.
+        """Clamp every weight (and bias, with ``clip_biases``) to [-clip, clip], if this critic clips.
 
-        Called before each use (``bound``, the generator's loss), so the weights an
-        optimiser step moved are clamped before the next forward pass.
+        The WGAN's crude Lipschitz constraint. Only parameters out of range are
+        touched: an in-place write to a weight that an earlier forward pass of the
+        same loss saved for backward would break autograd.
         """
         if self.distance != "wasserstein" or self.lipschitz != "clip":
             return
-        for parameter in self.net.parameters():
-            parameter.clamp_(-self.clip, self.clip)
+        for name, parameter in self.net.named_parameters():
+            if (self.clip_biases or not name.endswith("bias")) and parameter.abs().max() > self.clip:
+                parameter.clamp_(-self.clip, self.clip)
 
     def statistic(self, x: torch.Tensor) -> torch.Tensor:
         """T(x) = activation(V(x)) (batch,), the function inside the bound (V itself for "wasserstein")."""
@@ -101,7 +115,6 @@ class Critic(nn.Module):
             if x.dim() != 2 or x.shape[1] != self.dim or x.shape[0] == 0:
                 raise ValueError(f"{name} must have shape (n, {self.dim}) with n >= 1, got {tuple(x.shape)}")
         require_finite("x_real", x_real)
-        self.clip_weights()
         return self.statistic(x_real).mean() - self.fake_term(x_fake).mean()
 
     def gradient_penalty(self, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
@@ -191,7 +204,6 @@ class GAN(nn.Module):
     def generator_loss(self, x: torch.Tensor) -> torch.Tensor:
         """The generator's loss for a batch of the size of x (batch, dim); x itself enters only through its size."""
         require_finite("x", x)
-        self.discriminator.clip_weights()
         fake = self.sample(x.shape[0])
         if self.mode == "non_saturating" or self.discriminator.distance == "wasserstein":
             return -self.discriminator.statistic(fake).mean()
