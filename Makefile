@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test notebooks format lint browser clean
+.PHONY: book test notebooks format lint browser clean sweep
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,19 +30,32 @@ notebooks: $(STAMP)
 
 # Format the library, the tests and the chapters' code cells (100 columns fit the page).
 format: $(STAMP)
-	$(BIN)/ruff format gmlib tests benchmarks
+	$(BIN)/ruff format gmlib tests benchmarks tools
 	$(BIN)/jupytext --sync book/*.md
 	$(BIN)/ruff format --line-length 100 notebooks
 	touch notebooks/*.ipynb && $(BIN)/jupytext --sync notebooks/*.ipynb
 
 lint: $(STAMP)
-	$(BIN)/ruff check gmlib tests benchmarks
-	$(BIN)/ruff format --check gmlib tests benchmarks
+	$(BIN)/ruff check gmlib tests benchmarks tools
+	$(BIN)/ruff format --check gmlib tests benchmarks tools
 
 # One torch thread per process: pytest-xdist runs two workers on two cores; --dist loadfile
 # keeps all cells of a notebook on one worker (nbval runs them in one kernel, in order).
 test: $(STAMP) browser lint
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax tests notebooks
+
+# Execute chapters under many seeds, JOBS kernels at a time; prints pass/fail and recorded numbers per
+# chapter and writes them to _build/sweep/ (see CONTRIBUTING.md, "Seed sweep"). Example:
+#   make sweep SEEDS=10 CHAPTERS="gan vae"      (CHAPTERS empty: every chapter of _toc.yml)
+SEEDS      ?= 10
+FIRST      ?= 0
+CHAPTERS   ?=
+THREADS    ?= 1
+JOBS       ?= 2
+CAPABILITY ?=
+sweep: $(STAMP)
+	$(BIN)/python tools/sweep.py --seeds $(SEEDS) --first $(FIRST) --threads $(THREADS) --jobs $(JOBS) \
+	  $(if $(strip $(CHAPTERS)),--chapters $(CHAPTERS)) $(if $(strip $(CAPABILITY)),--capability $(CAPABILITY))
 
 clean:
 	rm -rf _build

@@ -4,13 +4,15 @@ Each chapter of the book imports gmlib to train the models whose identities it
 derives; the modules mirror the chapters (see ``DESIGN.md``).
 """
 
-from gmlib.runtime import device, seed_everything
+from gmlib.runtime import device, generator, replicate, seed_everything
 from gmlib.train import TrainingDiverged, TrainResult, train, training_scale
 
 __all__ = [
     "TrainResult",
     "TrainingDiverged",
     "device",
+    "generator",
+    "replicate",
     "seed_everything",
     "train",
     "training_scale",

@@ -74,15 +74,23 @@ def kl_monte_carlo(log_p: torch.Tensor, log_q: torch.Tensor) -> tuple[float, flo
 # --- Chapter "GANs": sample-based distances and the f-divergence table -----------------------------------------
 
 
-def _check_samples(x: torch.Tensor, y: torch.Tensor, *, dims: int) -> None:
-    """x (n, ...) and y (m, ...) must be non-empty, finite, and agree on every axis but the first."""
+def _check_samples(x: torch.Tensor, y: torch.Tensor, *, dims: int, batched: bool = False) -> None:
+    """x (n, ...) and y (m, ...) must be non-empty, finite, and agree on every axis but the sample axis.
+
+    With ``batched``, samples (n, d) may carry leading batch axes, (..., n, d),
+    which x and y share; the sample axis is then the second to last.
+    """
     for name, s in (("x", x), ("y", y)):
-        if s.dim() != dims or s.shape[0] == 0:
-            want = "(n,)" if dims == 1 else "(n, d)"
+        if (s.dim() < dims if batched else s.dim() != dims) or s.shape[-dims] == 0:
+            want = "(n,)" if dims == 1 else "(..., n, d)" if batched else "(n, d)"
             raise ValueError(f"{name} must be a non-empty sample of shape {want}, got {tuple(s.shape)}")
         require_finite(name, s)
-    if x.shape[1:] != y.shape[1:]:
-        raise ValueError(f"x and y must have the same event shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    sample_axis = x.dim() - dims  # the axes before it are batch axes, the ones after it the event
+    same = x.shape[:sample_axis] == y.shape[:sample_axis] and x.shape[sample_axis + 1 :] == y.shape[sample_axis + 1 :]
+    if x.dim() != y.dim() or not same:
+        raise ValueError(
+            f"x and y must agree on every axis but the sample axis, got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
 
 
 def wasserstein_1d(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -111,20 +119,24 @@ def sliced_wasserstein(
     theta (uniform on the sphere, ``projections`` of them) of W1 between the 1D
     projections <theta, x> and <theta, y>. In d = 1 every direction is +-1 and
     the value is exactly ``wasserstein_1d``. ``generator`` seeds the directions.
+    Batches of samples of equal size, x and y (..., n, d), give one value per
+    batch entry (...), on the same directions.
     """
-    _check_samples(x, y, dims=2)
+    _check_samples(x, y, dims=2, batched=True)
+    if x.dim() > 2 and x.shape[-2] != y.shape[-2]:
+        raise ValueError(f"batched samples must have equal sizes, got {tuple(x.shape)} and {tuple(y.shape)}")
     if not isinstance(projections, int) or projections < 1:
         raise ValueError(f"projections must be an int >= 1, got {projections!r}")
-    directions = torch.randn(x.shape[1], projections, generator=generator, dtype=x.dtype).to(x.device)
+    directions = torch.randn(x.shape[-1], projections, generator=generator, dtype=x.dtype).to(x.device)
     directions = directions / directions.norm(dim=0, keepdim=True)  # (d, P) unit columns
-    px, py = x @ directions, y @ directions  # (n, P), (m, P)
-    if x.shape[0] == y.shape[0]:  # equal sizes: W1 is the mean gap between sorted projections
-        return (torch.sort(px, dim=0)[0] - torch.sort(py, dim=0)[0]).abs().mean()
+    px, py = x @ directions, y @ directions  # (..., n, P), (..., m, P)
+    if x.shape[-2] == y.shape[-2]:  # equal sizes: W1 is the mean gap between sorted projections
+        return (torch.sort(px, dim=-2)[0] - torch.sort(py, dim=-2)[0]).abs().mean((-2, -1))
     return torch.stack([wasserstein_1d(px[:, k], py[:, k]) for k in range(projections)]).mean()
 
 
 def gaussian_kernel(x: torch.Tensor, y: torch.Tensor, *, bandwidths: tuple[float, ...] = (1.0,)) -> torch.Tensor:
-    """k(x_i, y_j) = sum_h exp(-|x_i - y_j|^2 / (2 h^2)) for x (n, d), y (m, d): the (n, m) Gram matrix.
+    """k(x_i, y_j) = sum_h exp(-|x_i - y_j|^2 / (2 h^2)) for x (..., n, d), y (..., m, d): the (..., n, m) Gram matrix.
 
     A sum of Gaussian (RBF) kernels, one per bandwidth h; each is characteristic,
     so the MMD it defines is zero only when the two distributions are equal.
@@ -143,18 +155,19 @@ def mmd(x: torch.Tensor, y: torch.Tensor, *, bandwidths: tuple[float, ...] = (1.
     Chapter "GANs", eq. (eq-mmd): MMD^2 = E k(X, X') - 2 E k(X, Y) + E k(Y, Y')
     with the kernel ``gaussian_kernel(bandwidths)``; the U-statistic drops the
     diagonal terms k(x_i, x_i), so the estimate is unbiased (and can be slightly
-    negative when the distributions are equal).
+    negative when the distributions are equal). Batches of samples, x (..., n, d)
+    and y (..., m, d), give one estimate per batch entry (...).
     """
-    _check_samples(x, y, dims=2)
-    n, m = x.shape[0], y.shape[0]
+    _check_samples(x, y, dims=2, batched=True)
+    n, m = x.shape[-2], y.shape[-2]
     if n < 2 or m < 2:
         raise ValueError(f"x and y must hold at least 2 samples each for the unbiased MMD, got {n} and {m}")
     kxx = gaussian_kernel(x, x, bandwidths=bandwidths)
     kyy = gaussian_kernel(y, y, bandwidths=bandwidths)
     kxy = gaussian_kernel(x, y, bandwidths=bandwidths)
-    within_x = (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
-    within_y = (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
-    return within_x + within_y - 2 * kxy.mean()
+    within_x = (kxx.sum((-2, -1)) - kxx.diagonal(dim1=-2, dim2=-1).sum(-1)) / (n * (n - 1))
+    within_y = (kyy.sum((-2, -1)) - kyy.diagonal(dim1=-2, dim2=-1).sum(-1)) / (m * (m - 1))
+    return within_x + within_y - 2 * kxy.mean((-2, -1))
 
 
 FDivergenceName = Literal["kl", "reverse_kl", "pearson", "hellinger", "js", "gan"]

@@ -6,7 +6,8 @@ update (Goodfellow et al. 2014, Algorithm 1) -- the only branch in the loop.
 
 The training length of every chapter scales with one knob, the environment
 variable ``GMLIB_TRAIN_SCALE`` (default 1): ``GMLIB_TRAIN_SCALE=4 jupyter-book
-build .`` trains every model four times longer.
+build .`` trains every model four times longer. ``GMLIB_SEED`` shifts every
+seed (``gmlib.runtime``), so a run with ``GMLIB_SEED=k`` is a replicate.
 """
 
 import os
@@ -21,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from gmlib.models.protocol import AdversarialModel, GenerativeModel
+from gmlib.runtime import replicate_seed
 from gmlib.validation import require_finite, require_int, require_positive
 
 Data = torch.Tensor | torch.distributions.Distribution | Callable[[int], torch.Tensor]
@@ -88,6 +90,8 @@ def train(
             that draws fresh samples (toy densities).
         steps: the default training length, before scaling.
         discriminator_steps: k in Algorithm 1; adversarial models only.
+        seed: seeds the order in which a tensor's examples are drawn, shifted
+            by ``GMLIB_SEED`` like every seed (``gmlib.runtime.replicate_seed``).
         checkpoint: a file to save to every ``checkpoint_every`` steps and at
             the end (atomically); if it exists, training resumes from it.
 
@@ -104,7 +108,7 @@ def train(
             f"model must define loss(x) and sample(n), or the adversarial pair, got {type(model).__name__}"
         )
     device = next(model.parameters()).device
-    draw = _Batches(data, batch_size, seed, device)
+    draw = _Batches(data, batch_size, replicate_seed(seed), device)
 
     if adversarial:
         optimizers = {
@@ -188,7 +192,7 @@ class _Batches:
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
             self._epoch, self._order = epoch, torch.randperm(self.tensor.shape[0], generator=generator)
         return self._order
 

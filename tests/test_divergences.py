@@ -6,6 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import gmlib
 from gmlib.divergences import js_divergence, kl_divergence, kl_monte_carlo, kl_terms
 
 probability_vectors = (
@@ -147,7 +148,7 @@ def test_sliced_wasserstein_of_a_shift_is_the_mean_absolute_projection():
 def test_mmd_agrees_with_the_closed_form_for_gaussians():
     # E k(X, Y) for X ~ N(a, s^2 I), Y ~ N(b, t^2 I), k = exp(-|x-y|^2 / 2h^2), in d dimensions:
     # (h^2 / (h^2 + s^2 + t^2))^(d/2) exp(-|a - b|^2 / (2 (h^2 + s^2 + t^2)))
-    torch.manual_seed(0)
+    gmlib.seed_everything(0)
     d, h = 2, 1.0
 
     def mean_kernel(gap, var):
@@ -193,7 +194,7 @@ def test_f_divergence_recovers_kl_and_js():
         (lambda: wasserstein_1d(torch.zeros(0), torch.zeros(3)), "non-empty"),
         (lambda: wasserstein_1d(torch.zeros(3, 1), torch.zeros(3)), "shape"),
         (lambda: wasserstein_1d(torch.tensor([math.nan]), torch.zeros(3)), "finite"),
-        (lambda: sliced_wasserstein(torch.zeros(3, 2), torch.zeros(3, 3)), "same event shape"),
+        (lambda: sliced_wasserstein(torch.zeros(3, 2), torch.zeros(3, 3)), "agree on every axis"),
         (lambda: sliced_wasserstein(torch.zeros(3, 2), torch.zeros(3, 2), projections=0), "projections"),
         (lambda: mmd(torch.zeros(1, 2), torch.zeros(3, 2)), "at least 2"),
         (lambda: mmd(torch.zeros(3, 2), torch.zeros(3, 2), bandwidths=(-1.0,)), "bandwidths"),
@@ -206,3 +207,20 @@ def test_f_divergence_recovers_kl_and_js():
 def test_sample_distances_refuse_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_batched_sample_distances_equal_one_call_per_batch_entry():
+    x, y = torch.randn(3, 40, 2), torch.randn(3, 40, 2) + 0.5
+    batched_mmd = mmd(x, y, bandwidths=(0.5, 1.0))
+    assert batched_mmd.shape == (3,)
+    assert torch.allclose(
+        batched_mmd, torch.stack([mmd(a, b, bandwidths=(0.5, 1.0)) for a, b in zip(x, y, strict=True)])
+    )
+    batched_sw = sliced_wasserstein(x, y, projections=16, generator=torch.Generator().manual_seed(1))
+    single_sw = [
+        sliced_wasserstein(a, b, projections=16, generator=torch.Generator().manual_seed(1))
+        for a, b in zip(x, y, strict=True)
+    ]
+    assert torch.allclose(batched_sw, torch.stack(single_sw))
+    with pytest.raises(ValueError, match="equal sizes"):
+        sliced_wasserstein(x, y[:, :30])

@@ -15,7 +15,7 @@ DISTANCES = ["kl", "reverse_kl", "pearson", "hellinger", "js", "gan", "wasserste
 
 @pytest.mark.parametrize("distance", DISTANCES)
 def test_gan_meets_the_protocol_and_both_players_get_gradients(distance):
-    torch.manual_seed(0)
+    gmlib.seed_everything(0)
     model = GAN(dim=2, distance=distance, hidden=16)
     x = torch.randn(32, 2)
     assert isinstance(model, AdversarialModel)
@@ -29,7 +29,7 @@ def test_gan_meets_the_protocol_and_both_players_get_gradients(distance):
 
 
 def test_vanilla_critic_value_is_the_binary_cross_entropy():
-    torch.manual_seed(0)
+    gmlib.seed_everything(0)
     critic = Critic(dim=1, distance="gan", hidden=8)
     x, y = torch.randn(50, 1), torch.randn(40, 1) + 1
     d_real, d_fake = torch.sigmoid(critic(x)), torch.sigmoid(critic(y))
@@ -38,13 +38,13 @@ def test_vanilla_critic_value_is_the_binary_cross_entropy():
 
 
 def test_generator_losses_are_log_one_minus_d_and_minus_log_d():
-    torch.manual_seed(0)
+    gmlib.seed_everything(0)
     x = torch.randn(16, 2)
     for mode, formula in [("minimax", lambda d: torch.log(1 - d)), ("non_saturating", lambda d: -torch.log(d))]:
         model = GAN(dim=2, generator_loss=mode, hidden=8)
-        torch.manual_seed(1)
+        gmlib.seed_everything(1)
         loss = model.generator_loss(x)
-        torch.manual_seed(1)
+        gmlib.seed_everything(1)
         d = torch.sigmoid(model.discriminator(model.sample(16)))
         assert loss.item() == pytest.approx(formula(d).mean().item(), abs=1e-5)
 
@@ -68,7 +68,7 @@ def test_weight_clipped_critic_over_its_lipschitz_constant_estimates_w1_unless_b
 ):
     # P = N(0, 1), Q = N(1.5, 0.5^2): the optimal critic is linear on the bulk of both; clipping
     # the weights makes the critic about K * x, so value / K ~ W1 (and <= W1: T / K is 1-Lipschitz)
-    torch.manual_seed(3)
+    gmlib.seed_everything(3)
     p = torch.distributions.Normal(torch.tensor([0.0]), 1.0)
     q = torch.distributions.Normal(torch.tensor([1.5]), 0.5)
     estimator = DivergenceEstimator(
@@ -95,7 +95,7 @@ def test_gradient_penalty_is_zero_for_a_unit_slope_linear_critic():
 
 
 def test_trained_vanilla_critic_approaches_the_optimal_value():
-    torch.manual_seed(0)
+    gmlib.seed_everything(0)
     p, q = torch.distributions.Normal(torch.tensor([0.0]), 1.0), torch.distributions.Normal(torch.tensor([2.0]), 1.0)
     estimator = DivergenceEstimator(q=q, dim=1, distance="gan", hidden=32)
     assert isinstance(estimator, GenerativeModel)
@@ -111,7 +111,7 @@ def test_trained_vanilla_critic_approaches_the_optimal_value():
 
 @pytest.mark.parametrize("distance", ["mmd", "sliced_wasserstein"])
 def test_moment_matching_generator_learns_a_shifted_gaussian(distance):
-    torch.manual_seed(0)
+    gmlib.seed_everything(0)
     model = MomentMatchingGenerator(dim=2, distance=distance, hidden=16, bandwidths=(0.5, 2.0))
     assert isinstance(model, GenerativeModel)
     data = torch.distributions.MultivariateNormal(torch.tensor([2.0, -1.0]), 0.25 * torch.eye(2))
@@ -156,9 +156,68 @@ def test_bad_arguments_are_named(factory, message):
 
 
 def test_mode_coverage_of_the_true_ring_is_complete():
-    torch.manual_seed(0)
+    gmlib.seed_everything(0)
     ring = gaussian_ring(std=0.05)
     coverage = mode_coverage(ring.sample((20_000,)), ring_centers(), std=0.05)
     assert coverage.covered == 8
     assert coverage.near_fraction == pytest.approx(1 - math.exp(-4.5), abs=0.005)  # Rayleigh: P(r < 3 std)
     assert coverage.max_weight_error < 0.01
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda r: GAN(dim=2, hidden=8, replicas=r),
+        lambda r: GAN(dim=2, hidden=8, distance="wasserstein", replicas=r),
+        lambda r: GAN(dim=2, hidden=8, distance="wasserstein", lipschitz="clip", replicas=r),
+        lambda r: GAN(dim=2, hidden=8, distance="kl", generator_loss="minimax", replicas=r),
+    ],
+)
+def test_replicated_gans_are_independent_runs(factory):
+    # each replica's losses and gradients depend on its own share of the batch only
+    model = factory(3)
+    assert model.sample(5).shape == (3, 5, 2)
+    x = torch.randn(12, 2)
+    grads = {}
+    for trial in range(2):
+        if trial:
+            x[4:] = torch.randn(8, 2) * 5  # the shares of replicas 1 and 2
+        for loss_name in ("discriminator_loss", "generator_loss"):
+            model.zero_grad()
+            gmlib.seed_everything(7)
+            getattr(model, loss_name)(x).backward()
+            grads[trial, loss_name] = [p.grad[0].clone() for p in model.parameters() if p.grad is not None]
+    for loss_name in ("discriminator_loss", "generator_loss"):
+        first, second = grads[0, loss_name], grads[1, loss_name]
+        assert first and all(torch.allclose(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_replicated_critic_bounds_are_per_replica_and_shared_inputs_broadcast():
+    critic = Critic(dim=2, distance="wasserstein", hidden=8, replicas=4)
+    x, y = torch.randn(10, 2), torch.randn(7, 2)
+    bounds = critic.bound(x, y)
+    assert bounds.shape == (4,)
+    assert torch.allclose(bounds, critic.bound(x.expand(4, 10, 2), y.expand(4, 7, 2)))
+    assert critic.gradient_penalty(x, x).shape == (4,)
+    assert critic.critic_loss(x, x).shape == ()
+    with pytest.raises(ValueError, match="x_real"):
+        critic.bound(torch.randn(3, 10, 2), y)  # 3 is not the number of replicas
+
+
+def test_replicated_estimator_trains_every_replica_to_the_optimal_value():
+    gmlib.seed_everything(0)
+    p, q = torch.distributions.Normal(torch.tensor([0.0]), 1.0), torch.distributions.Normal(torch.tensor([2.0]), 1.0)
+    estimator = DivergenceEstimator(q=q, dim=1, distance="gan", hidden=32, replicas=3)
+    gmlib.train(estimator, p, steps=600, batch_size=3 * 256, lr=3e-3, progress=False)
+    values = estimator.estimate(p.sample((20_000,)), q.sample((20_000,)))
+    t = torch.linspace(-12, 14, 200_001, dtype=torch.float64)
+    lp, lq = p.log_prob(t[:, None]).squeeze(1).double(), q.log_prob(t[:, None]).squeeze(1).double()
+    lm = torch.logaddexp(lp, lq) - math.log(2)
+    jsd = 0.5 * ((lp.exp() * (lp - lm)).sum() + (lq.exp() * (lq - lm)).sum()).item() * (t[1] - t[0]).item()
+    assert len(values) == 3 and len(set(values)) == 3  # three different critics
+    assert values == pytest.approx([-math.log(4) + 2 * jsd] * 3, abs=0.03)
+
+
+def test_a_batch_that_cannot_be_dealt_out_is_refused():
+    with pytest.raises(ValueError, match="dealt out"):
+        GAN(dim=2, hidden=8, replicas=3).discriminator_loss(torch.randn(10, 2))

@@ -20,3 +20,58 @@ def test_seed_everything_makes_draws_reproducible():
 def test_seed_rejects_non_integers(bad):
     with pytest.raises(ValueError, match="seed"):
         gmlib.seed_everything(bad)
+
+
+def test_replicate_zero_keeps_every_seed(monkeypatch):
+    monkeypatch.delenv("GMLIB_SEED", raising=False)
+    assert [gmlib.runtime.replicate_seed(s) for s in (0, 1, 123)] == [0, 1, 123]
+
+
+def test_gmlib_seed_gives_independent_reproducible_replicates(monkeypatch):
+    draws = {}
+    for k in ("0", "1", "2", "1"):
+        monkeypatch.setenv("GMLIB_SEED", k)
+        gmlib.seed_everything(5)
+        draws.setdefault(k, []).append(
+            (torch.randn(4), torch.randn(4, generator=gmlib.generator(5)), gmlib.runtime.replicate_seed(5))
+        )
+    first, again = draws["1"]
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])  # same k, same draws
+    assert not torch.equal(draws["0"][0][0], draws["1"][0][0])
+    assert not torch.equal(draws["1"][0][0], draws["2"][0][0])
+    assert len({draws[k][0][2] for k in ("0", "1", "2")}) == 3
+
+
+class _RecordsBatches(torch.nn.Module):
+    """A model whose loss remembers the batches the trainer hands it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.seen: list[torch.Tensor] = []
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.detach().clone())
+        return (self.w * x).mean()
+
+    def sample(self, n: int) -> torch.Tensor:
+        return torch.zeros(n, 1)
+
+
+def test_gmlib_seed_shifts_the_trainers_data_order(monkeypatch):
+    data = torch.arange(64.0)[:, None]
+    orders = {}
+    for k in ("0", "3", "3"):
+        monkeypatch.setenv("GMLIB_SEED", k)
+        model = _RecordsBatches()
+        gmlib.train(model, data, steps=2, batch_size=8, seed=0, progress=False)
+        orders.setdefault(k, []).append(torch.cat(model.seen))
+    assert torch.equal(orders["3"][0], orders["3"][1])
+    assert not torch.equal(orders["0"][0], orders["3"][0])
+
+
+@pytest.mark.parametrize("bad", ["-1", "one", "1.5"])
+def test_gmlib_seed_rejects_bad_values(monkeypatch, bad):
+    monkeypatch.setenv("GMLIB_SEED", bad)
+    with pytest.raises(ValueError, match="GMLIB_SEED"):
+        gmlib.seed_everything(0)
