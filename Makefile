@@ -28,11 +28,11 @@ book: $(STAMP)
 notebooks: $(STAMP)
 	$(BIN)/jupytext --sync book/*.md
 
-# Format the library, the tests and the chapters' code cells (100 columns fit the page).
+# Format the library, the tests and the chapters' code cells (78 columns fit the page's code blocks).
 format: $(STAMP)
 	$(BIN)/ruff format gmlib tests benchmarks tools
 	$(BIN)/jupytext --sync book/*.md
-	$(BIN)/ruff format --line-length 100 notebooks
+	$(BIN)/ruff format --line-length 78 notebooks
 	touch notebooks/*.ipynb && $(BIN)/jupytext --sync notebooks/*.ipynb
 
 lint: $(STAMP)

@@ -30,3 +30,24 @@ def test_density_samples_and_curves_draw():
     assert len(axes[1].collections[0].get_offsets()) == 100
     training_curves(axes[2], {"loss": [3.0, 2.0, 1.0] * 20}, window=10)
     assert len(axes[2].lines) == 1
+
+
+def test_book_style_sets_one_house_style():
+    from gmlib.plots import STYLE, book_style
+
+    book_style()
+    assert all(matplotlib.rcParams[key] == value for key, value in STYLE.items() if key != "axes.prop_cycle")
+    assert matplotlib.rcParams["savefig.dpi"] >= 2 * matplotlib.rcParams["figure.dpi"]
+
+
+def test_show_glues_the_figure_under_its_name_and_closes_it(monkeypatch):
+    from gmlib import plots
+
+    glued = {}
+    monkeypatch.setattr("gmlib.report._glue", lambda name, value: glued.__setitem__(name, value))
+    fig, _ = plt.subplots()
+    plots.show(fig, "fig-test")
+    assert glued == {"fig-test": fig}
+    assert not plt.fignum_exists(fig.number)
+    with pytest.raises(ValueError, match="name"):
+        plots.show(plt.figure(), "a figure")

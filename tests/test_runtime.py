@@ -13,7 +13,7 @@ def test_seed_everything_makes_draws_reproducible():
     first = torch.randn(5)
     generator = gmlib.seed_everything(7)
     assert torch.equal(first, torch.randn(5))
-    assert torch.equal(torch.randn(3, generator=generator), torch.randn(3, generator=torch.Generator().manual_seed(7)))
+    assert torch.equal(torch.randn(3, generator=generator), torch.randn(3, generator=gmlib.generator(7)))
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "0"])
