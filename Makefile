@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test notebooks format lint browser clean sweep
+.PHONY: book test notebooks format lint browser clean sweep mutate
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,13 @@ CAPABILITY ?=
 sweep: $(STAMP)
 	$(BIN)/python tools/sweep.py --seeds $(SEEDS) --first $(FIRST) --threads $(THREADS) --jobs $(JOBS) \
 	  $(if $(strip $(CHAPTERS)),--chapters $(CHAPTERS)) $(if $(strip $(CAPABILITY)),--capability $(CAPABILITY))
+
+# Mutation test of gmlib (see CONTRIBUTING.md, "Mutation test"): plants one operator or constant change at a
+# time in a private copy of the tree, runs the tests that execute it, prints the kill rate and every survivor.
+#   make mutate MODULES="gmlib/divergences.py" JOBS=2
+MODULES ?=
+mutate: $(STAMP)
+	nice -n 19 $(BIN)/python tools/mutate.py --jobs $(JOBS) $(if $(strip $(MODULES)),--modules $(MODULES))
 
 clean:
 	rm -rf _build

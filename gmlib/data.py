@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal, constraints
 
-from gmlib.validation import require_int, require_positive, require_probability_vector, require_shape
+from gmlib.validation import require_int, require_positive, require_probability_vector, require_shape, require_tensor
 
 Split = Literal["train", "val", "test"]
 
@@ -83,13 +83,22 @@ class Checkerboard(Distribution):
         return ij[..., 0], ij[..., 1]
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """log density at ``value`` (..., 2): ``log(2 / side^2)`` on dark squares, ``-inf`` elsewhere."""
+        """log density at ``value`` (..., 2): ``log(2 / side^2)`` on dark squares, ``-inf`` elsewhere.
+
+        Cell (i, j) counts columns i and rows j from the corner (-side/2, -side/2);
+        it is dark when i + j is even. The result has ``value``'s floating dtype
+        and device; NaN is refused (it lies in no square), +-inf is outside the board.
+        """
+        require_tensor("value", value)
         if value.shape[-1:] != (2,):
             raise ValueError(f"value must have shape (..., 2), got {tuple(value.shape)}")
-        i, j = self._cell_index(value)
+        if torch.isnan(value).any():
+            raise ValueError(f"value must not be NaN, but {torch.isnan(value).sum().item()} of its entries are")
+        dtype = value.dtype if value.is_floating_point() else torch.get_default_dtype()
+        i, j = self._cell_index(value.to(dtype))
         inside = (i >= 0) & (i < self.cells) & (j >= 0) & (j < self.cells) & ((i + j) % 2 == 0)
-        log_density = math.log(2 / self.side**2)
-        return torch.where(inside, torch.full(inside.shape, log_density), torch.full(inside.shape, -math.inf))
+        log_density = torch.tensor(math.log(2 / self.side**2), dtype=dtype, device=value.device)
+        return torch.where(inside, log_density, torch.tensor(-math.inf, dtype=dtype, device=value.device))
 
     def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
         """Draw (*sample_shape, 2): pick a dark square uniformly, then a point in it."""

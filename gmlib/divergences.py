@@ -12,10 +12,12 @@ from typing import Literal
 
 import torch
 
-from gmlib.validation import require_finite, require_positive, require_probability_vector
+from gmlib.validation import require_finite, require_positive, require_probability_vector, require_tensor
 
 
 def _check_pair(p: torch.Tensor, q: torch.Tensor) -> None:
+    require_tensor("p", p)
+    require_tensor("q", q)
     if p.shape != q.shape:
         raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
     require_probability_vector("p", p)
@@ -23,9 +25,9 @@ def _check_pair(p: torch.Tensor, q: torch.Tensor) -> None:
 
 
 def _log_base(base: float) -> float:
-    require_positive("base", base)
-    if base == 1:
-        raise ValueError("base must not be 1 (log base 1 is undefined); use math.e for nats or 2 for bits")
+    """log(base), for a base > 1: a base in (0, 1) has log(base) < 0 and would turn every divergence negative."""
+    if not (isinstance(base, (int, float)) and math.isfinite(base) and base > 1):
+        raise ValueError(f"base must be a finite number > 1 (math.e for nats, 2 for bits), got {base!r}")
     return math.log(base)
 
 
@@ -61,6 +63,8 @@ def kl_monte_carlo(log_p: torch.Tensor, log_q: torch.Tensor) -> tuple[float, flo
 
     Returns (estimate, standard error) in nats.
     """
+    require_tensor("log_p", log_p)
+    require_tensor("log_q", log_q)
     if log_p.shape != log_q.shape or log_p.dim() != 1 or log_p.numel() < 2:
         raise ValueError(
             f"log_p and log_q must both have shape (n,) with n >= 2, got {tuple(log_p.shape)} and {tuple(log_q.shape)}"
@@ -74,13 +78,25 @@ def kl_monte_carlo(log_p: torch.Tensor, log_q: torch.Tensor) -> tuple[float, flo
 # --- Chapter "GANs": sample-based distances and the f-divergence table -----------------------------------------
 
 
-def _check_samples(x: torch.Tensor, y: torch.Tensor, *, dims: int, batched: bool = False) -> None:
+def _common_dtype(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x and y in one floating dtype: the promoted one (float32 with float64 gives float64), as torch.cat does."""
+    dtype = torch.promote_types(x.dtype, y.dtype)
+    dtype = dtype if dtype.is_floating_point else torch.get_default_dtype()
+    return x.to(dtype), y.to(dtype)
+
+
+def _check_samples(
+    x: torch.Tensor, y: torch.Tensor, *, dims: int, batched: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """x (n, ...) and y (m, ...) must be non-empty, finite, and agree on every axis but the sample axis.
 
     With ``batched``, samples (n, d) may carry leading batch axes, (..., n, d),
-    which x and y share; the sample axis is then the second to last.
+    which x and y share; the sample axis is then the second to last. Returns
+    x and y promoted to one floating dtype, so W1, sliced W and MMD all treat
+    a float32 sample against a float64 one alike (in float64).
     """
     for name, s in (("x", x), ("y", y)):
+        require_tensor(name, s)
         if (s.dim() < dims if batched else s.dim() != dims) or s.shape[-dims] == 0:
             want = "(n,)" if dims == 1 else "(..., n, d)" if batched else "(n, d)"
             raise ValueError(f"{name} must be a non-empty sample of shape {want}, got {tuple(s.shape)}")
@@ -91,6 +107,7 @@ def _check_samples(x: torch.Tensor, y: torch.Tensor, *, dims: int, batched: bool
         raise ValueError(
             f"x and y must agree on every axis but the sample axis, got {tuple(x.shape)} and {tuple(y.shape)}"
         )
+    return _common_dtype(x, y)
 
 
 def wasserstein_1d(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -101,7 +118,7 @@ def wasserstein_1d(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     exactly on the merged sorted sample. Differentiable in x and y (through the
     sorted values), so it can be a training loss.
     """
-    _check_samples(x, y, dims=1)
+    x, y = _check_samples(x, y, dims=1)
     merged, _ = torch.sort(torch.cat([x, y]))
     widths = merged[1:] - merged[:-1]  # (n + m - 1,)
     knots = merged[:-1].detach()
@@ -122,7 +139,7 @@ def sliced_wasserstein(
     Batches of samples of equal size, x and y (..., n, d), give one value per
     batch entry (...), on the same directions.
     """
-    _check_samples(x, y, dims=2, batched=True)
+    x, y = _check_samples(x, y, dims=2, batched=True)
     if x.dim() > 2 and x.shape[-2] != y.shape[-2]:
         raise ValueError(f"batched samples must have equal sizes, got {tuple(x.shape)} and {tuple(y.shape)}")
     if not isinstance(projections, int) or projections < 1:
@@ -135,16 +152,88 @@ def sliced_wasserstein(
     return torch.stack([wasserstein_1d(px[:, k], py[:, k]) for k in range(projections)]).mean()
 
 
+def _projected_w1(x: torch.Tensor, y: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """W1 between the projections <theta, x> and <theta, y> for each column theta of directions (d, P): (P,)."""
+    px, py = x @ directions, y @ directions  # (n, P), (m, P)
+    if x.shape[0] == y.shape[0]:
+        return (torch.sort(px, dim=0)[0] - torch.sort(py, dim=0)[0]).abs().mean(0)
+    return torch.stack([wasserstein_1d(px[:, k], py[:, k]) for k in range(directions.shape[1])])
+
+
+def max_sliced_wasserstein(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    projections: int = 256,
+    steps: int = 100,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Max-sliced W1 between samples x (n, d) and y (m, d): a scalar (Deshpande et al. 2019).
+
+    Chapter "GANs", eq. (eq-max-sliced-w): the maximum over unit directions
+    theta of W1 between the 1D projections <theta, x> and <theta, y>. The
+    direction is the best of ``projections`` random ones (seeded by
+    ``generator``), refined by ``steps`` of gradient ascent along the sphere
+    that keep only improving steps (a step that does not improve is halved),
+    so the value is never below that of any direction tried (a lower bound on
+    the exact maximum, which the ascent reaches to high precision). In d = 1 it
+    is ``wasserstein_1d``. Differentiable in x and y with the maximising
+    direction held fixed (the gradient of a maximum is the gradient at its
+    argmax), so it can be a training loss.
+    """
+    x, y = _check_samples(x, y, dims=2)
+    if not isinstance(projections, int) or projections < 1:
+        raise ValueError(f"projections must be an int >= 1, got {projections!r}")
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    xd, yd = x.detach(), y.detach()
+    directions = torch.randn(x.shape[-1], projections, generator=generator, dtype=x.dtype).to(x.device)
+    directions = directions / directions.norm(dim=0, keepdim=True)  # (d, P) unit columns
+    values = _projected_w1(xd, yd, directions)
+    best_value, best = values.max(), directions[:, values.argmax()]
+    step, tangent = 0.5, None
+    for _ in range(steps):  # ascent with backtracking: a step that does not improve is halved
+        if tangent is None:
+            theta = best.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(_projected_w1(xd, yd, theta[:, None])[0], theta)
+            tangent = grad - (grad @ best) * best  # the gradient along the sphere
+            if tangent.norm() == 0:
+                break
+            tangent = tangent / tangent.norm()
+        candidate = best + step * tangent
+        candidate = candidate / candidate.norm()
+        value = _projected_w1(xd, yd, candidate[:, None])[0]
+        if value > best_value:
+            best_value, best, tangent, step = value, candidate, None, step * 1.5
+        else:
+            step /= 2
+    return _projected_w1(x, y, best[:, None])[0]
+
+
+def check_bandwidths(bandwidths: tuple[float, ...]) -> tuple[float, ...]:
+    """``bandwidths`` as a tuple of floats, or a ValueError: a non-empty sequence of numbers h > 0."""
+    if isinstance(bandwidths, (str, bytes)) or not isinstance(bandwidths, (tuple, list)) or not bandwidths:
+        raise ValueError(
+            f"bandwidths must be a non-empty tuple of numbers h > 0, got {bandwidths!r}"
+            + (f"; write ({bandwidths!r},) for a single bandwidth" if isinstance(bandwidths, (int, float)) else "")
+        )
+    for h in bandwidths:
+        require_positive("bandwidths", h)
+    return tuple(float(h) for h in bandwidths)
+
+
 def gaussian_kernel(x: torch.Tensor, y: torch.Tensor, *, bandwidths: tuple[float, ...] = (1.0,)) -> torch.Tensor:
     """k(x_i, y_j) = sum_h exp(-|x_i - y_j|^2 / (2 h^2)) for x (..., n, d), y (..., m, d): the (..., n, m) Gram matrix.
 
-    A sum of Gaussian (RBF) kernels, one per bandwidth h; each is characteristic,
-    so the MMD it defines is zero only when the two distributions are equal.
+    A sum of Gaussian (RBF) kernels, one per bandwidth h (the standard deviation
+    of the Gaussian, sklearn's ``rbf_kernel`` with gamma = 1 / (2 h^2)); each is
+    characteristic, so the MMD it defines is zero only when the two
+    distributions are equal. x and y are promoted to one floating dtype.
     """
-    if not bandwidths:
-        raise ValueError("bandwidths must hold at least one bandwidth h > 0")
-    for h in bandwidths:
-        require_positive("bandwidths", h)
+    bandwidths = check_bandwidths(bandwidths)
+    for name, s in (("x", x), ("y", y)):
+        require_tensor(name, s)
+    x, y = _common_dtype(x, y)
     squared = torch.cdist(x, y).pow(2)  # (n, m)
     return sum(torch.exp(-squared / (2 * h * h)) for h in bandwidths)
 
@@ -158,7 +247,7 @@ def mmd(x: torch.Tensor, y: torch.Tensor, *, bandwidths: tuple[float, ...] = (1.
     negative when the distributions are equal). Batches of samples, x (..., n, d)
     and y (..., m, d), give one estimate per batch entry (...).
     """
-    _check_samples(x, y, dims=2, batched=True)
+    x, y = _check_samples(x, y, dims=2, batched=True)
     n, m = x.shape[-2], y.shape[-2]
     if n < 2 or m < 2:
         raise ValueError(f"x and y must hold at least 2 samples each for the unbiased MMD, got {n} and {m}")

@@ -5,12 +5,13 @@ from dataclasses import dataclass
 
 import torch
 
-from gmlib.validation import require_finite, require_positive, require_shape
+from gmlib.validation import require_finite, require_int, require_positive, require_shape, require_tensor
 
 
 @torch.no_grad()
 def nll(log_prob: torch.Tensor) -> tuple[float, float]:
     """Mean negative log-likelihood and its standard error, in nats, from log_prob (n,)."""
+    require_tensor("log_prob", log_prob)
     if log_prob.dim() != 1 or log_prob.numel() < 2:
         raise ValueError(f"log_prob must have shape (n,) with n >= 2, got {tuple(log_prob.shape)}")
     require_finite("log_prob", log_prob)
@@ -83,3 +84,37 @@ def mode_coverage(
         weights=weights,
         max_weight_error=(weights - 1 / k).abs().max().item(),
     )
+
+
+@torch.no_grad()
+def nearest_neighbour_labels(
+    samples: torch.Tensor, reference: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distance to, and label of, the nearest reference point: samples (n, d), reference (m, d), labels (m,).
+
+    The 1-nearest-neighbour classifier the chapters use to read off which class
+    a generated digit shows ("GANs", "VAE": the class histogram of samples).
+    Returns (distance (n,), label (n,)).
+    """
+    require_shape("samples", samples, (None, None))
+    require_shape("reference", reference, (None, samples.shape[1]))
+    require_shape("labels", labels, (reference.shape[0],))
+    require_finite("samples", samples.double())
+    distance, index = torch.cdist(samples.double(), reference.double().to(samples.device)).min(dim=1)
+    return distance, labels.to(index.device)[index]
+
+
+@torch.no_grad()
+def class_histogram(
+    samples: torch.Tensor, reference: torch.Tensor, labels: torch.Tensor, *, classes: int
+) -> torch.Tensor:
+    """Share of ``samples`` (n, d) whose nearest ``reference`` point has each label 0..classes-1: (classes,).
+
+    A model that covers the classes of the data draws each about as often as
+    the data holds it; a collapsed one leaves classes near 0.
+    """
+    require_int("classes", classes, low=1)
+    _, predicted = nearest_neighbour_labels(samples, reference, labels)
+    if predicted.min() < 0 or predicted.max() >= classes:
+        raise ValueError(f"labels must lie in 0..{classes - 1}, got {predicted.min().item()}..{predicted.max().item()}")
+    return torch.bincount(predicted.cpu(), minlength=classes).double() / len(samples)

@@ -221,3 +221,144 @@ def test_replicated_estimator_trains_every_replica_to_the_optimal_value():
 def test_a_batch_that_cannot_be_dealt_out_is_refused():
     with pytest.raises(ValueError, match="dealt out"):
         GAN(dim=2, hidden=8, replicas=3).discriminator_loss(torch.randn(10, 2))
+
+
+# --- pinned against independent references (issue 17) ------------------------------------------------------
+
+
+class _HalfSquaredNorm(torch.nn.Module):
+    """V(x) = |x|^2 / 2 (gradient x), recording every input it sees: stands in for a critic's network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.detach().clone())
+        return (x**2).sum(-1, keepdim=True) / 2
+
+
+@pytest.mark.parametrize("replicas", [None, 3])
+def test_gradient_penalty_interpolates_each_pair_with_its_own_uniform_weight(replicas):
+    # Gulrajani et al. 2017, Algorithm 1: x_hat = eps x + (1 - eps) x~ with one eps ~ U[0, 1] per sample,
+    # and the penalty lambda (|grad V(x_hat)| - 1)^2, averaged over the batch
+    from scipy.stats import kstest
+
+    critic = Critic(dim=3, distance="wasserstein", penalty=7.0, replicas=replicas)
+    critic.net = _HalfSquaredNorm()
+    n = 2000
+    shape = (n, 3) if replicas is None else (replicas, n, 3)
+    x_real, x_fake = torch.randn(shape, dtype=torch.float64), torch.randn(shape, dtype=torch.float64) + 2
+    value = critic.gradient_penalty(x_real, x_fake)
+    (x_hat,) = critic.net.seen
+    # each x_hat lies on the segment from x_fake to x_real: x_hat - x_fake = eps (x_real - x_fake), one eps per row
+    eps = ((x_hat - x_fake) * (x_real - x_fake)).sum(-1) / ((x_real - x_fake) ** 2).sum(-1)
+    assert torch.allclose(x_hat, x_fake + eps[..., None] * (x_real - x_fake), atol=1e-12)
+    for row in eps.reshape(-1, n):  # per replica: n independent U[0, 1] weights
+        assert kstest(row.numpy(), "uniform").pvalue > 1e-4
+    expected = 7.0 * ((x_hat.norm(dim=-1) - 1) ** 2).mean(-1)  # the gradient of |x|^2 / 2 is x
+    assert value.shape == (() if replicas is None else (replicas,))
+    assert torch.allclose(value, expected, rtol=1e-12)
+
+
+def test_wasserstein_critic_loss_is_minus_the_mean_gap_plus_the_penalty():
+    critic = Critic(dim=2, distance="wasserstein", penalty=3.0)
+    critic.net = _HalfSquaredNorm()
+    x, y = torch.randn(50, 2, dtype=torch.float64), torch.randn(50, 2, dtype=torch.float64) + 1
+    gmlib.seed_everything(5)
+    loss = critic.critic_loss(x, y)
+    gmlib.seed_everything(5)
+    penalty = critic.gradient_penalty(x, y)
+    gap = (x**2).sum(-1).mean() / 2 - (y**2).sum(-1).mean() / 2
+    assert loss.item() == pytest.approx((-gap + penalty).item(), rel=1e-12)
+    clipped = Critic(dim=2, distance="wasserstein", lipschitz="clip")
+    clipped.net = _HalfSquaredNorm()
+    assert clipped.critic_loss(x, y).item() == pytest.approx(-gap.item(), rel=1e-12)  # no penalty when clipping
+
+
+@pytest.mark.parametrize("distance", ["kl", "reverse_kl", "pearson", "hellinger", "js", "gan"])
+def test_f_gan_bound_is_nowozins_variational_estimate(distance):
+    # E_P[g_f(V)] - E_Q[f*(g_f(V))], with g_f and f* written out from Nowozin et al. 2016, Tables 2 and 6
+    rows = {
+        "kl": (lambda v: v, lambda t: torch.exp(t - 1)),
+        "reverse_kl": (lambda v: -torch.exp(-v), lambda t: -1 - torch.log(-t)),
+        "pearson": (lambda v: v, lambda t: t**2 / 4 + t),
+        "hellinger": (lambda v: 1 - torch.exp(-v), lambda t: t / (1 - t)),
+        "js": (lambda v: math.log(2) - torch.log1p(torch.exp(-v)), lambda t: -torch.log(2 - torch.exp(t))),
+        "gan": (lambda v: -torch.log1p(torch.exp(-v)), lambda t: -torch.log(1 - torch.exp(t))),
+    }
+    activation, conjugate = rows[distance]
+    critic = Critic(dim=2, distance=distance, hidden=8).double()
+    x, y = torch.randn(40, 2, dtype=torch.float64), torch.randn(30, 2, dtype=torch.float64) + 0.5
+    with torch.no_grad():
+        v_real, v_fake = critic(x), critic(y)
+        expected = activation(v_real).mean() - conjugate(activation(v_fake)).mean()
+        assert critic.bound(x, y).item() == pytest.approx(expected.item(), rel=1e-9)
+
+
+def test_a_dcgan_meets_the_protocol_and_refuses_what_it_cannot_do():
+    gmlib.seed_everything(0)
+    model = GAN(dim=64, latent=8, hidden=4, architecture="dcgan")
+    x = torch.rand(16, 64) * 2 - 1
+    assert model.sample(6).shape == (6, 64) and model.sample(6).abs().max() <= 1
+    model.discriminator_loss(x).backward()
+    assert all(p.grad is not None for p in model.discriminator.parameters())
+    model.zero_grad()
+    model.generator_loss(x).backward()
+    assert all(p.grad is not None for p in model.generator.parameters())
+    for kwargs, message in [
+        (dict(dim=60), "side"),
+        (dict(dim=64, replicas=2), "replicas"),
+        (dict(dim=64, distance="wasserstein"), "f-divergence"),
+        (dict(dim=64, architecture="resnet"), "architecture"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            GAN(**{"architecture": "dcgan", **kwargs})
+
+
+def test_deal_splits_a_batch_in_order_and_refuses_uneven_or_empty_batches():
+    from gmlib.models.gan import deal
+
+    x = torch.arange(12.0).reshape(6, 2)
+    assert torch.equal(deal(x, 3), x.reshape(3, 2, 2))  # replica r gets rows 2r, 2r + 1
+    assert torch.equal(deal(torch.arange(6.0), 3), torch.arange(6.0).reshape(3, 2))
+    assert torch.equal(deal(x[:1], 1), x[:1].reshape(1, 1, 2))
+    assert deal(x, None) is x
+    for bad in (x[:5], torch.zeros(0, 2)):
+        with pytest.raises(ValueError, match="dealt out"):
+            deal(bad, 3)
+
+
+def test_the_smallest_models_work():
+    critic = Critic(dim=1, distance="wasserstein", hidden=4)
+    assert critic.bound(torch.zeros(1, 1), torch.ones(1, 1)).shape == ()
+    with pytest.raises(ValueError, match="at least one sample"):
+        critic.bound(torch.zeros(0, 1), torch.ones(1, 1))
+    gan = GAN(dim=1, latent=1, hidden=4)
+    assert gan.sample(1).shape == (1, 1)
+
+
+@pytest.mark.parametrize("distance", ["mmd", "sliced_wasserstein"])
+def test_moment_matching_loss_is_its_distance_to_the_real_batch(distance):
+    from gmlib.divergences import mmd, sliced_wasserstein
+
+    model = MomentMatchingGenerator(dim=2, distance=distance, hidden=8, bandwidths=(0.5, 2.0), projections=16)
+    x = torch.randn(32, 2)
+    gmlib.seed_everything(2)
+    loss = model.loss(x)
+    gmlib.seed_everything(2)
+    fake = model.sample(32)
+    if distance == "mmd":
+        expected = mmd(fake, x, bandwidths=(0.5, 2.0))
+    else:
+        expected = sliced_wasserstein(fake, x, projections=16)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_the_gradient_penalty_trains_the_critic():
+    # the penalty depends on the critic's weights through grad_x V = W3 D2 W2 D1 W1 (D: LeakyReLU slopes):
+    # its gradient must reach every weight matrix (the biases only move the kinks, a.e. no gradient)
+    critic = Critic(dim=2, distance="wasserstein", hidden=8)
+    critic.gradient_penalty(torch.randn(16, 2), torch.randn(16, 2) + 1).backward()
+    weights = [p for name, p in critic.named_parameters() if name.endswith("weight")]
+    assert len(weights) == 3 and all(p.grad is not None and p.grad.abs().sum() > 0 for p in weights)

@@ -20,7 +20,7 @@ def test_nll_is_the_mean_negative_log_prob_with_its_standard_error():
     assert se == pytest.approx(torch.tensor([1.0, 2.0, 3.0, 4.0]).std().item() / 2)
 
 
-@pytest.mark.parametrize("bad", [torch.zeros(1), torch.zeros(2, 2), torch.tensor([0.0, math.nan])])
+@pytest.mark.parametrize("bad", [torch.zeros(1), torch.zeros(2, 2), torch.tensor([0.0, math.nan]), [0.0, 1.0]])
 def test_nll_refuses_bad_input(bad):
     with pytest.raises(ValueError, match="log_prob"):
         nll(bad)
@@ -61,3 +61,64 @@ def test_mode_coverage_refuses_bad_input(kwargs, message):
     arguments = {"samples": torch.zeros(5, 2), "centers": torch.zeros(3, 2), "std": 1.0} | kwargs
     with pytest.raises(ValueError, match=message):
         mode_coverage(**arguments)
+
+
+def test_class_histogram_is_the_share_of_each_nearest_neighbour_label():
+    from gmlib.metrics import class_histogram, nearest_neighbour_labels
+
+    gen = torch.Generator().manual_seed(0)
+    reference, labels = torch.randn(50, 3, generator=gen), torch.randint(0, 4, (50,), generator=gen)
+    samples = torch.randn(200, 3, generator=gen)
+    by_loop = torch.zeros(4, dtype=torch.float64)
+    for s in samples:  # the nearest reference point, one sample at a time
+        by_loop[labels[((reference - s) ** 2).sum(-1).argmin()]] += 1 / 200
+    assert torch.allclose(class_histogram(samples, reference, labels, classes=4), by_loop)
+    distance, label = nearest_neighbour_labels(reference[:5] + 1e-9, reference, labels)
+    assert torch.equal(label, labels[:5]) and (distance < 1e-6).all()
+    with pytest.raises(ValueError, match="labels"):
+        class_histogram(samples, reference, labels, classes=3)
+
+
+# --- boundaries and definitions pinned (issue 17) -------------------------------------------------------
+
+
+def test_nll_of_two_values_and_the_smallest_grid():
+    assert nll(torch.tensor([-1.0, -3.0])) == pytest.approx((2.0, 1.0))  # sd sqrt(2) over sqrt(2)
+    points, area = grid_2d(lim=1.5, n=2)
+    assert points.tolist() == [[-0.75, -0.75], [0.75, -0.75], [-0.75, 0.75], [0.75, 0.75]]
+    assert area == pytest.approx(1.5**2)
+
+
+def test_mode_coverage_default_bar_is_a_quarter_of_the_fair_share():
+    from gmlib.metrics import mode_coverage
+
+    centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+
+    def at_modes(counts):
+        return torch.cat([centers[k].expand(c, 2) for k, c in enumerate(counts)])
+
+    # K = 4 modes: the bar is 1/16 of the near samples, inclusive
+    assert mode_coverage(at_modes([1, 2, 7, 10]), centers, std=0.1).covered == 3  # 1/20 < 1/16
+    assert mode_coverage(at_modes([1, 5, 10, 0]), centers, std=0.1).covered == 3  # exactly 1/16 counts
+    assert mode_coverage(at_modes([1, 5, 10, 0]), centers, std=0.1, min_weight=1.0).covered == 0
+    one = mode_coverage(at_modes([0, 1, 0, 0]), centers, std=0.1)
+    assert one.weights.tolist() == [0.0, 1.0, 0.0, 0.0] and one.covered == 1
+    # near means strictly within threshold * std (here exactly 0.5 away: not near)
+    edge = mode_coverage(torch.tensor([[0.5, 0.0], [0.1, 0.0]]), centers, std=0.25, threshold=2.0)
+    assert edge.near_fraction == 0.5
+    with pytest.raises(ValueError, match="min_weight"):
+        mode_coverage(at_modes([1, 1, 1, 1]), centers, std=0.1, min_weight=0.0)
+    with pytest.raises(ValueError, match="non-empty"):
+        mode_coverage(torch.zeros(0, 2), centers, std=0.1)
+    with pytest.raises(ValueError, match="non-empty"):
+        mode_coverage(torch.zeros(3, 2), torch.zeros(0, 2), std=0.1)
+
+
+def test_mode_coverage_results_are_frozen():
+    import dataclasses
+
+    from gmlib.metrics import mode_coverage
+
+    coverage = mode_coverage(torch.zeros(3, 2), torch.zeros(1, 2), std=0.1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        coverage.covered = 0

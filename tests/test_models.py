@@ -7,9 +7,23 @@ import pytest
 import torch
 
 import gmlib
-from gmlib.models import VAE, DiscreteVAE, GaussianMixture, GenerativeModel
+from gmlib.models import (
+    VAE,
+    AdversarialAutoencoder,
+    Autoencoder,
+    DiscreteVAE,
+    GaussianMixture,
+    GenerativeModel,
+    HierarchicalVAE,
+)
+from gmlib.models.flows import planar_flow, radial_flow, realnvp, spline_flow
 
 MODELS = {
+    "flow-planar": lambda: (planar_flow(layers=4), torch.randn(64, 2) * 0.5 + 1.0),
+    "flow-planar-generative": lambda: (planar_flow(layers=4, direction="generative"), torch.randn(64, 2) * 0.5 + 1.0),
+    "flow-radial-generative": lambda: (radial_flow(layers=4, direction="generative"), torch.randn(64, 2) * 0.5 + 1.0),
+    "flow-realnvp": lambda: (realnvp(layers=4, hidden=32), torch.randn(64, 2) * 0.5 + 1.0),
+    "flow-spline": lambda: (spline_flow(layers=2, bins=5, hidden=32), torch.randn(64, 2) * 0.5 + 1.0),
     "gaussian-mixture": lambda: (GaussianMixture(dim=2, components=3), torch.randn(64, 2) * 0.5 + 1.0),
     "vae-categorical": lambda: (VAE(latent_dim=2, hidden=32), torch.randint(0, 17, (64, 64))),
     "vae-low-rank-levels": lambda: (VAE(latent_dim=4, hidden=32, level_rank=3), torch.randint(0, 17, (64, 64))),
@@ -19,6 +33,16 @@ MODELS = {
     ),
     "vae-gaussian-beta": lambda: (VAE(latent_dim=2, hidden=32, decoder="gaussian", beta=4.0), torch.rand(64, 64)),
     "vae-discrete-gumbel": lambda: (DiscreteVAE(groups=2, categories=3, hidden=32), torch.randint(0, 17, (64, 64))),
+    "vae-gaussian-learned-std": lambda: (
+        VAE(latent_dim=2, hidden=32, decoder="gaussian", gaussian_std=None, std_floor=0.01),
+        torch.rand(64, 64),
+    ),
+    "vae-hierarchical": lambda: (HierarchicalVAE(latent_dim=3, top_dim=2, hidden=32), torch.randint(0, 17, (64, 64))),
+    "autoencoder": lambda: (Autoencoder(latent_dim=2, hidden=32), torch.randint(0, 17, (64, 64))),
+    "adversarial-autoencoder": lambda: (
+        AdversarialAutoencoder(latent_dim=2, hidden=32),
+        torch.randint(0, 17, (64, 64)),
+    ),
 }
 
 

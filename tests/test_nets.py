@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -68,3 +70,51 @@ def test_replica_inputs_are_checked():
         net(torch.randn(6, 2))
     with pytest.raises(ValueError, match="replicas"):
         mlp(inputs=2, outputs=1, replicas=0)
+
+
+def test_dcgan_networks_have_radford_et_al_s_architecture():
+    # Radford et al. 2016: strided convolutions in D, transposed convolutions in G, batch norm,
+    # no pooling and no fully connected hidden layer; ReLU/tanh in G, LeakyReLU in D
+    from gmlib.models.nets import dcgan_discriminator, dcgan_generator
+
+    g, d = dcgan_generator(latent=16, side=8, channels=8), dcgan_discriminator(side=8, channels=8)
+    assert not any(isinstance(m, (nn.Linear, nn.MaxPool2d, nn.AvgPool2d)) for m in [*g, *d])
+    ups = [m for m in g if isinstance(m, nn.ConvTranspose2d)]
+    assert [m.stride for m in ups] == [(1, 1), (2, 2), (2, 2)]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in g) == 2 and isinstance(g[-2], nn.Tanh)
+    assert sum(isinstance(m, nn.ReLU) for m in g) == 2
+    downs = [m for m in d if isinstance(m, nn.Conv2d)]
+    assert [m.stride for m in downs] == [(2, 2), (2, 2), (1, 1)]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in d) == 1  # none on the first layer, as in DCGAN
+    assert sum(isinstance(m, nn.LeakyReLU) and m.negative_slope == 0.2 for m in d) == 2
+    images = g(torch.randn(5, 16))
+    assert images.shape == (5, 64) and images.abs().max() <= 1
+    assert d(images).shape == (5, 1)
+    g16 = dcgan_generator(latent=4, side=16, channels=4)
+    assert g16(torch.randn(3, 4)).shape == (3, 256)
+    assert dcgan_discriminator(side=16, channels=4)(torch.randn(3, 256)).shape == (3, 1)
+
+
+@pytest.mark.parametrize("side", [4, 12, 7.5])
+def test_dcgan_refuses_a_side_that_is_not_a_power_of_two(side):
+    from gmlib.models.nets import dcgan_discriminator, dcgan_generator
+
+    for build in (lambda: dcgan_generator(latent=4, side=side), lambda: dcgan_discriminator(side=side)):
+        with pytest.raises(ValueError, match="side"):
+            build()
+
+
+def test_replica_linear_initialises_like_nn_linear():
+    from gmlib.models.nets import ReplicaLinear
+
+    layer = ReplicaLinear(16, 64, replicas=4)
+    bound = 1 / math.sqrt(16)  # nn.Linear: U(-1/sqrt(inputs), 1/sqrt(inputs)) for weights and biases
+    for p in (layer.weight, layer.bias):
+        assert p.abs().max().item() <= bound
+        assert p.max().item() > 0.9 * bound and p.min().item() < -0.9 * bound
+    assert layer.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)  # 4096 uniform draws
+
+
+def test_a_single_replica_is_allowed():
+    net = mlp(inputs=2, outputs=3, replicas=1)
+    assert net(torch.randn(1, 5, 2)).shape == (1, 5, 3)

@@ -45,3 +45,16 @@ def test_numpy_numbers_are_glued_as_plain_python_numbers(monkeypatch):
     measured("a", np.float64(0.25))
     measured("b", np.int64(3))
     assert repr(glued["a"]) == "0.25" and repr(glued["b"]) == "3"
+
+
+def test_measured_glues_inside_a_kernel_and_not_outside(monkeypatch):
+    import IPython
+    import myst_nb
+
+    glued = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.append((name, value, display)))
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)  # plain Python: nothing to glue into
+    measured("outside", 1.5)
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())  # a kernel
+    measured("inside", 2.5)
+    assert glued == [("inside", 2.5, False)]

@@ -75,3 +75,22 @@ def test_gmlib_seed_rejects_bad_values(monkeypatch, bad):
     monkeypatch.setenv("GMLIB_SEED", bad)
     with pytest.raises(ValueError, match="GMLIB_SEED"):
         gmlib.seed_everything(0)
+
+
+def test_numpy_is_seeded_with_the_effective_seed_modulo_two_to_the_32(monkeypatch):
+    import numpy as np
+
+    for k in ("0", "3"):
+        monkeypatch.setenv("GMLIB_SEED", k)
+        for seed in (1, 2):
+            gmlib.seed_everything(seed)
+            expected = np.random.RandomState(gmlib.runtime.replicate_seed(seed) % 2**32).rand(3)
+            assert np.array_equal(np.random.rand(3), expected)
+
+
+def test_replicate_seeds_use_63_bits(monkeypatch):
+    seeds = []
+    for k in range(1, 65):
+        monkeypatch.setenv("GMLIB_SEED", str(k))
+        seeds.append(gmlib.runtime.replicate_seed(0))
+    assert max(seeds) < 2**63 and max(seeds) >= 2**62  # 64 draws: the top bit is set in one of them

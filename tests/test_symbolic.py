@@ -36,3 +36,8 @@ def test_check_steps_names_the_failing_step():
         check_steps(bad, simplify=lambda e: sp.simplify(sp.expand_log(e)))
     with pytest.raises(ValueError, match="at least two"):
         check_steps(good[:1])
+
+
+def test_every_step_of_a_derivation_is_checked_from_the_first():
+    with pytest.raises(IdentityError, match=r"step 1 \(expand\)"):
+        check_steps([((x + 1) ** 2, ""), (x**2 + 1, "expand"), (x**2 + 1, "nothing")])

@@ -133,3 +133,165 @@ def test_checkpoint_resume_matches_an_uninterrupted_run(tmp_path):
     assert not list(tmp_path.glob("*.tmp")), "a temporary checkpoint file was left behind"
     state = torch.load(path, weights_only=True)
     assert state["step"] == 40
+
+
+# --- pinned against independent references (issue 17) ------------------------------------------------------
+
+
+class Recorder(nn.Module):
+    """A model whose loss records every batch it is handed (a mean so that Adam has something to do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+        self.batches: list[torch.Tensor] = []
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(x.detach().clone())
+        return ((self.w - x.float().mean()) ** 2).sum()
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.w.expand(n, 1)
+
+
+@pytest.mark.parametrize(("n", "batch_size"), [(40, 8), (30, 7)])
+def test_tensor_data_is_read_in_epochs_reshuffled_every_epoch(n, batch_size):
+    data = torch.arange(n)[:, None]  # example i is the number i
+    model = Recorder()
+    steps = 4 * n // batch_size + 1
+    gmlib.train(model, data, steps=steps, batch_size=batch_size, progress=False)
+    drawn = torch.cat(model.batches)[:, 0]
+    assert len(drawn) == steps * batch_size
+    epochs = [drawn[e * n : (e + 1) * n] for e in range(len(drawn) // n)]
+    assert len(epochs) >= 4
+    for order in epochs:  # every example exactly once per epoch, even where a batch straddles two epochs
+        assert sorted(order.tolist()) == list(range(n))
+    orders = {tuple(order.tolist()) for order in epochs}
+    assert len(orders) == len(epochs), "an epoch repeated the order of another: no reshuffling"
+    assert tuple(range(n)) not in orders, "an epoch in the stored order: no shuffling"
+
+
+def test_the_order_of_examples_depends_on_the_seed():
+    data = torch.arange(50)[:, None]
+    orders = []
+    for seed in (0, 1):
+        model = Recorder()
+        gmlib.train(model, data, steps=5, batch_size=10, seed=seed, progress=False)
+        orders.append(torch.cat(model.batches)[:, 0].tolist())
+    assert sorted(orders[0]) == sorted(orders[1]) == list(range(50)) and orders[0] != orders[1]
+
+
+@pytest.mark.parametrize("kind", ["distribution", "callable"])
+def test_resume_with_sampled_data_restores_the_random_state(tmp_path, kind):
+    # fresh samples come from the global torch RNG: a resumed run must draw exactly what the uninterrupted run
+    # drew, even when the RNG was used (or reseeded, as in a new process) between the two calls
+    target = torch.distributions.Normal(torch.tensor([2.0, -1.0]), torch.tensor([0.5, 0.5]))
+    data = target if kind == "distribution" else (lambda n: target.sample((n,)))
+
+    def model():
+        return GaussianMixture(components=2, means=torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+
+    gmlib.seed_everything(11)
+    straight = model()
+    gmlib.train(straight, data, steps=30, batch_size=16, progress=False)
+
+    gmlib.seed_everything(11)
+    path = tmp_path / "run.ckpt"
+    gmlib.train(model(), data, steps=15, batch_size=16, checkpoint=path, checkpoint_every=5, progress=False)
+    torch.manual_seed(12345)  # a new process: the RNG is somewhere else entirely
+    torch.randn(100)
+    resumed = model()
+    result = gmlib.train(resumed, data, steps=30, batch_size=16, checkpoint=path, progress=False)
+    assert len(result.history["loss"]) == 30
+    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_tiny_training_scale_still_trains_one_step(monkeypatch):
+    monkeypatch.setenv("GMLIB_TRAIN_SCALE", "0.001")
+    assert scaled_steps(1) == 1 and scaled_steps(100) == 1 and scaled_steps(2000) == 2
+
+
+def test_checkpoints_are_written_every_checkpoint_every_steps_and_at_the_end(tmp_path, monkeypatch):
+    import importlib
+
+    train_module = importlib.import_module("gmlib.train")  # the module, not the function gmlib.train
+    saved = []
+    original = train_module._save_checkpoint
+    monkeypatch.setattr(
+        train_module, "_save_checkpoint", lambda path, *args: (saved.append(args[-1]), original(path, *args))
+    )
+    path = tmp_path / "nested" / "folder" / "run.ckpt"  # folders are created
+    gmlib.train(Recorder(), torch.randn(40, 1), steps=25, checkpoint=path, checkpoint_every=10, progress=False)
+    assert saved == [10, 20, 25] and torch.load(path, weights_only=True)["step"] == 25
+    saved.clear()
+    gmlib.train(Recorder(), torch.randn(40, 1), steps=25, checkpoint_every=10, progress=False)
+    assert saved == []  # no path, no checkpoint
+
+
+def test_resume_inside_the_second_epoch_continues_its_permutation(tmp_path):
+    data = torch.arange(30)[:, None]
+    straight = Recorder()
+    gmlib.train(straight, data, steps=12, batch_size=4, progress=False)
+    path = tmp_path / "run.ckpt"
+    gmlib.train(Recorder(), data, steps=9, batch_size=4, checkpoint=path, progress=False)  # 36 drawn: epoch 1
+    resumed = Recorder()
+    gmlib.train(resumed, data, steps=12, batch_size=4, checkpoint=path, progress=False)
+    assert torch.equal(torch.cat(resumed.batches), torch.cat(straight.batches[9:]))
+
+
+class _NotWeights:
+    """Anything but tensors and plain containers: a checkpoint holding it is refused by the safe loader."""
+
+
+def test_checkpoints_are_loaded_with_weights_only(tmp_path):
+    import pickle
+
+    path = tmp_path / "run.ckpt"
+    gmlib.train(Recorder(), torch.randn(8, 1), steps=2, checkpoint=path, progress=False)
+    state = torch.load(path, weights_only=True)
+    state["extra"] = _NotWeights()
+    torch.save(state, path)
+    with pytest.raises(pickle.UnpicklingError):
+        gmlib.train(Recorder(), torch.randn(8, 1), steps=4, checkpoint=path, progress=False)
+
+
+@pytest.mark.parametrize("data", [torch.zeros(0, 2), torch.tensor(1.0)])
+def test_empty_or_scalar_data_is_refused(data):
+    with pytest.raises(ValueError, match="data must be a non-empty tensor"):
+        gmlib.train(Recorder(), data, steps=1, progress=False)
+
+
+def test_the_smallest_data_and_batches_train():
+    for data, batch_size in ((torch.arange(5.0), 1), (torch.ones(1, 3), 2)):  # (N,) data; a single example
+        model = Recorder()
+        gmlib.train(model, data, steps=3, batch_size=batch_size, progress=False)
+        assert [len(b) for b in model.batches] == [batch_size] * 3
+
+
+def test_progress_bar_only_when_asked_and_seconds_measured(capsys):
+    import time
+
+    began = time.perf_counter()
+    result = gmlib.train(Recorder(), torch.randn(8, 1), steps=3, progress=False)
+    assert 0 <= result.seconds <= time.perf_counter() - began
+    assert capsys.readouterr().err == ""
+    gmlib.train(Recorder(), torch.randn(8, 1), steps=3, progress=True)
+    assert "/3 [" in capsys.readouterr().err  # tqdm's bar on stderr
+
+
+def test_no_two_of_many_epochs_share_an_order():
+    data = torch.arange(20)[:, None]
+    model = Recorder()
+    gmlib.train(model, data, steps=130, batch_size=20, progress=False)  # one epoch per step
+    orders = {tuple(b[:, 0].tolist()) for b in model.batches}
+    assert len(orders) == 130  # 20! orders: a repeat means the permutations cycle
+
+
+def test_tensor_data_is_shuffled_under_every_replicate(monkeypatch):
+    # replicate seeds are 63-bit numbers: the permutation seed must stay in the generator's 64-bit range
+    monkeypatch.setenv("GMLIB_SEED", "3")
+    model = Recorder()
+    gmlib.train(model, torch.arange(10)[:, None], steps=4, batch_size=5, seed=7, progress=False)
+    drawn = torch.cat(model.batches)[:, 0]
+    assert sorted(drawn[:10].tolist()) == sorted(drawn[10:].tolist()) == list(range(10))

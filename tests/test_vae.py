@@ -184,3 +184,218 @@ def test_low_rank_level_logits_give_a_categorical_per_pixel_and_need_the_categor
     assert sum(w.numel() for w in model.parameters()) < sum(w.numel() for w in full.parameters())
     with pytest.raises(ValueError, match="level_rank"):
         VAE(decoder="gaussian", level_rank=3)
+
+
+# --- pinned against independent references (issue 17) ------------------------------------------------------
+
+
+def _discrete_vae_by_enumeration(model, x):
+    """Exact ELBO(x) and log p(x) of a DiscreteVAE by summing over all categories^groups latent values.
+
+    ELBO = sum_z q(z|x) [log p(x|z) + log p(z) - log q(z|x)], log p(x) = log sum_z p(z) p(x|z), with
+    q(z|x) = prod_g softmax(logits_g)[c_g] and the uniform p(z) = categories^-groups, written out here.
+    """
+    import itertools
+
+    g, c = model.groups, model.categories
+    codes = list(itertools.product(range(c), repeat=g))
+    z = torch.zeros(len(codes), 1, g, c, dtype=torch.float64)  # (configurations, 1, groups, categories)
+    for k, code in enumerate(codes):
+        z[k, 0, torch.arange(g), torch.tensor(code)] = 1.0
+    with torch.no_grad():
+        log_softmax = model.encoder(x.double() / (model.levels - 1)).unflatten(-1, (g, c)).log_softmax(-1)
+        log_q = torch.stack([log_softmax[:, torch.arange(g), torch.tensor(code)].sum(-1) for code in codes])
+        log_lik = model.decode(z).log_prob(x)  # (configurations, batch)
+    log_joint = log_lik - g * math.log(c)
+    elbo = (log_q.exp() * (log_joint - log_q)).sum(0)
+    return elbo, torch.logsumexp(log_joint, 0)
+
+
+def _sharp_discrete_vae():
+    model = DiscreteVAE(data_dim=6, groups=2, categories=3, hidden=16, levels=3, temperature=0.5).double()
+    with torch.no_grad():  # a decoder that depends strongly on z, so a relaxed z decodes very differently
+        model.decoder[-1].weight.mul_(6.0)
+    return model
+
+
+def test_discrete_vae_elbo_is_the_exact_bound_of_the_discrete_model():
+    model = _sharp_discrete_vae()
+    x = torch.randint(0, 3, (4, 6))
+    exact_elbo, log_px = _discrete_vae_by_enumeration(model, x)
+    assert (exact_elbo <= log_px).all()
+    draws = torch.stack([model.elbo(x) for _ in range(3000)])  # (draws, batch): one-sample estimates
+    se = draws.std(0) / math.sqrt(len(draws))
+    assert ((draws.mean(0) - exact_elbo).abs() < 4 * se).all(), (draws.mean(0), exact_elbo, se)
+
+
+def test_discrete_vae_iwae_tends_to_the_exact_log_likelihood():
+    model = _sharp_discrete_vae()
+    x = torch.randint(0, 3, (4, 6))
+    _, log_px = _discrete_vae_by_enumeration(model, x)
+    k = 20_000
+    # the weights w = p(x, z) / q(z|x) have mean p(x) under q and relative variance rho = Var w / p(x)^2,
+    # computed exactly here; log of the mean of k of them is biased by about -rho / (2k), with sd sqrt(rho / k)
+    import itertools
+
+    g, c = model.groups, model.categories
+    with torch.no_grad():
+        log_softmax = model.encoder(x.double() / (model.levels - 1)).unflatten(-1, (g, c)).log_softmax(-1)
+    rho = torch.zeros(len(x), dtype=torch.float64)
+    for code in itertools.product(range(c), repeat=g):
+        z = torch.zeros(1, g, c, dtype=torch.float64)
+        z[0, torch.arange(g), torch.tensor(code)] = 1.0
+        log_q = log_softmax[:, torch.arange(g), torch.tensor(code)].sum(-1)
+        with torch.no_grad():
+            log_w = model.decode(z).log_prob(x) - g * math.log(c) - log_q
+        rho += log_q.exp() * ((log_w - log_px).exp() - 1) ** 2
+    iwae = model.iwae(x, k)
+    assert (iwae - log_px).abs().max() < (rho / (2 * k) + 5 * (rho / k).sqrt()).max(), (iwae - log_px, rho)
+
+
+def test_discrete_vae_scores_hard_one_hot_latents_and_trains_on_relaxed_ones():
+    model = _sharp_discrete_vae()
+    x = torch.randint(0, 3, (8, 6))
+    seen = []
+    model.decoder.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].detach().clone()))
+
+    def one_hot(z):  # (*, groups * categories), each group's block a one-hot vector
+        blocks = z.unflatten(-1, (model.groups, model.categories))
+        return bool(((blocks == 0) | (blocks == 1)).all() and (blocks.sum(-1) == 1).all())
+
+    for bound in (model.elbo, lambda v: model.iwae(v, 5)):
+        seen.clear()
+        bound(x)
+        assert seen and all(one_hot(z) for z in seen)
+    seen.clear()
+    model.loss(x)
+    assert seen and not any(one_hot(z) for z in seen)  # the Gumbel-softmax relaxation, differentiable in the logits
+
+
+@pytest.mark.parametrize("call", ["loss", "elbo", "iwae", "kl"])
+def test_an_empty_batch_is_refused_by_name(call):
+    model = VAE(latent_dim=2, hidden=8)
+    x = torch.zeros(0, 64, dtype=torch.long)
+    with pytest.raises(ValueError, match="x must hold at least one sample"):
+        model.iwae(x, 4) if call == "iwae" else getattr(model, call)(x)
+
+
+def test_a_list_for_a_batch_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"x must be a torch\.Tensor, got list"):
+        VAE(latent_dim=2, hidden=8).loss([[0] * 64])
+
+
+def test_learned_std_decoder_is_a_normal_per_pixel_above_its_floor():
+    """gaussian_std=None: the decoder's 2 * 64 outputs are (mean, raw std) per pixel, std = floor + softplus(raw)."""
+    model = VAE(latent_dim=2, hidden=16, decoder="gaussian", gaussian_std=None, std_floor=0.05)
+    x, z = torch.rand(5, 64), torch.randn(5, 2)
+    out = model.decoder(z).reshape(5, 64, 2)
+    std = 0.05 + torch.nn.functional.softplus(out[..., 1])
+    expected = Normal(out[..., 0], std).log_prob(x).sum(-1)
+    assert torch.allclose(model.reconstruction(x, z), expected, atol=1e-4)
+    with torch.no_grad():
+        model.decoder[-1].bias[1::2] = -50.0  # raw std -> -inf: the floor holds
+    assert torch.allclose(model.decode(z).base_dist.scale, torch.full((5, 64), 0.05))
+    assert torch.allclose(model.decoder_mean(z), out[..., 0])
+    with pytest.raises(ValueError, match="std_floor"):
+        VAE(decoder="gaussian", gaussian_std=None, std_floor=0.0)
+
+
+def test_the_smallest_discrete_latent_is_one_binary_group():
+    model = DiscreteVAE(data_dim=6, groups=1, categories=2, hidden=8, levels=3)
+    assert model.elbo(torch.randint(0, 3, (5, 6))).shape == (5,)
+    for kwargs, message in (({"groups": 0}, "groups"), ({"categories": 1}, "categories")):
+        with pytest.raises(ValueError, match=message):
+            DiscreteVAE(**kwargs)
+
+
+def test_low_rank_level_logits_are_h_times_the_profiles_plus_the_bias():
+    from gmlib.models.vae import LevelLogits
+
+    layer = LevelLogits(pixels=3, levels=5, rank=2)
+    with torch.no_grad():
+        layer.bias.copy_(torch.randn(3, 5))
+    h = torch.randn(4, 7, 3 * 2)  # (k, batch, pixels * rank): IWAE's extra sample axis
+    expected = torch.einsum("kbpr,rl->kbpl", h.reshape(4, 7, 3, 2), layer.profiles) + layer.bias
+    assert torch.allclose(layer(h), expected.reshape(4, 7, 15), atol=1e-6)
+    wide = LevelLogits(pixels=1, levels=64, rank=64)
+    assert wide.profiles.std().item() == pytest.approx(1 / 8, rel=0.1)  # N(0, 1/rank) profiles: 4096 draws
+
+
+def test_the_smallest_vae_and_its_bad_dropout():
+    model = VAE(data_dim=1, latent_dim=1, hidden=1, levels=2, components=1, prior="mixture", level_rank=1)
+    assert model.elbo(torch.tensor([[0], [1]])).shape == (2,)
+    for dropout in ("0.1", 1.5, -0.1):
+        with pytest.raises(ValueError, match="dropout"):
+            VAE(dropout=dropout)
+    assert VAE(hidden=4, dropout=0.0).loss(digits_like(2)).shape == ()
+
+
+def test_each_decoder_likelihood_is_its_textbook_formula():
+    z = torch.randn(5, 2)
+    x_levels, x_gray = digits_like(5), digits_like(5) / 16
+    categorical = VAE(latent_dim=2, hidden=16)
+    logits = categorical.decoder(z).reshape(5, 64, 17).log_softmax(-1)
+    by_hand = logits.gather(-1, x_levels[..., None])[..., 0].sum(-1)  # sum over pixels of log pi_{x_p}
+    assert torch.allclose(categorical.reconstruction(x_levels, z), by_hand, atol=1e-5)
+    assert torch.allclose(categorical.reconstruction(x_levels.double(), z), by_hand, atol=1e-5)  # floats of levels
+    mean_by_hand = (logits.exp() * torch.arange(17.0)).sum(-1)  # E[x_p | z] = sum_l l pi_l
+    assert torch.allclose(categorical.decoder_mean(z), mean_by_hand, atol=1e-4)
+    bernoulli = VAE(latent_dim=2, hidden=16, decoder="bernoulli")
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(bernoulli.decoder(z), x_gray, reduction="none")
+    assert bernoulli.reconstruction(x_gray, z).shape == (5,)
+    assert torch.allclose(bernoulli.reconstruction(x_gray, z), -bce.sum(-1), atol=1e-4)  # the note's -BCE
+    assert torch.allclose(bernoulli.decoder_mean(z), torch.sigmoid(bernoulli.decoder(z)), atol=1e-6)
+
+
+def test_mixture_prior_density_and_its_monte_carlo_kl():
+    from scipy.stats import norm
+
+    model = VAE(latent_dim=2, hidden=16, prior="mixture", components=3)
+    with torch.no_grad():
+        model.prior_logits.copy_(torch.tensor([0.5, -0.3, 0.0]))
+        model.prior_raw_std.copy_(torch.randn(3, 2) - 3)  # small stds: the 1e-4 floor matters
+    weights = torch.softmax(model.prior_logits, 0).detach().double().numpy()
+    means = model.prior_means.detach().double().numpy()
+    stds = torch.log1p(torch.exp(model.prior_raw_std.detach().double())).numpy() + 1e-4
+    z = torch.randn(6, 2, dtype=torch.float64) * 0.1 + torch.from_numpy(means[0])
+    density = sum(weights[k] * norm(means[k], stds[k]).pdf(z.numpy()).prod(-1) for k in range(3))
+    assert torch.allclose(model.prior().log_prob(z.float()).double(), torch.from_numpy(density).log(), rtol=1e-4)
+    # KL(q || p) for the mixture prior: the one-sample estimate log q(z|x) - log p(z), at z drawn or given
+    x = digits_like(6)
+    q = model.encode(x)
+    z = q.sample()
+    log_q = torch.distributions.Normal(q.base_dist.loc, q.base_dist.scale).log_prob(z).sum(-1)
+    assert torch.allclose(model.kl(x, z=z), log_q - model.prior().log_prob(z), atol=1e-4)
+    assert model.kl(x).shape == (6,)
+
+
+def test_a_single_sample_can_be_drawn():
+    assert VAE(latent_dim=2, hidden=8).sample(1).shape == (1, 64)
+
+
+def test_the_encoder_sees_levels_scaled_to_the_unit_interval():
+    model = VAE(latent_dim=2, hidden=8)
+    x = torch.tensor([[0] * 63 + [16], list(range(17)) * 3 + [8] * 13])
+    assert torch.equal(model._features(x), x.float() / 16)
+    gaussian = VAE(latent_dim=2, hidden=8, decoder="gaussian")
+    assert torch.equal(gaussian._features(x.float()), x.float())  # real-valued data enter as they are
+
+
+def test_the_encoder_outputs_a_mean_and_a_log_variance():
+    model = VAE(latent_dim=3, hidden=8)
+    x = digits_like(5)
+    h = model.encoder(x.float() / 16)
+    q = model.encode(x)
+    assert torch.allclose(q.base_dist.loc, h[:, :3]) and torch.allclose(q.base_dist.scale**2, h[:, 3:].exp())
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"decoder": "bernoulli"}, {"decoder": "gaussian"}, {"decoder": "gaussian", "gaussian_std": None}]
+)
+def test_reconstruction_of_a_stack_of_latents_is_one_per_latent(kwargs):
+    model = VAE(latent_dim=2, hidden=8, **kwargs)
+    x = digits_like(3) if not kwargs else digits_like(3) / 16
+    z = torch.randn(4, 3, 2)  # (k, batch, latent), as IWAE draws them
+    stacked = model.reconstruction(x, z)
+    assert stacked.shape == (4, 3)
+    assert torch.allclose(stacked, torch.stack([model.reconstruction(x, z[i]) for i in range(4)]), atol=1e-5)

@@ -1,7 +1,10 @@
 """Models, one module per family; all meet the contracts in ``protocol``."""
 
+from gmlib.models.autoencoders import AdversarialAutoencoder, Autoencoder
 from gmlib.models.discrete_vae import DiscreteVAE
+from gmlib.models.flows import Flow
 from gmlib.models.gan import GAN, DivergenceEstimator, MomentMatchingGenerator
+from gmlib.models.hierarchical_vae import HierarchicalVAE
 from gmlib.models.mixture import GaussianMixture
 from gmlib.models.protocol import AdversarialModel, GenerativeModel
 from gmlib.models.vae import VAE
@@ -13,6 +16,10 @@ __all__ = [
     "AdversarialModel",
     "GaussianMixture",
     "GenerativeModel",
+    "Flow",
     "VAE",
     "DiscreteVAE",
+    "Autoencoder",
+    "AdversarialAutoencoder",
+    "HierarchicalVAE",
 ]

@@ -28,13 +28,28 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
-from gmlib.divergences import f_divergence_spec, mmd, sliced_wasserstein
-from gmlib.models.nets import mlp
+from gmlib.divergences import check_bandwidths, f_divergence_spec, mmd, sliced_wasserstein
+from gmlib.models.nets import dcgan_discriminator, dcgan_generator, mlp
 from gmlib.validation import require_finite, require_int, require_positive, require_shape
 
 Distance = Literal["kl", "reverse_kl", "pearson", "hellinger", "js", "gan", "wasserstein"]
 Lipschitz = Literal["clip", "gradient_penalty"]
 GeneratorLoss = Literal["minimax", "non_saturating"]
+Architecture = Literal["mlp", "dcgan"]
+
+
+def _image_side(dim: int, architecture: str, replicas: int | None) -> int | None:
+    """The side of the square images a "dcgan" network reads (dim = side^2); None for "mlp"."""
+    if architecture not in ("mlp", "dcgan"):
+        raise ValueError(f"architecture must be 'mlp' or 'dcgan', got {architecture!r}")
+    if architecture == "mlp":
+        return None
+    if replicas is not None:
+        raise ValueError("architecture='dcgan' takes no replicas (its batch norm has no replica axis)")
+    side = round(dim**0.5)
+    if side * side != dim:
+        raise ValueError(f"architecture='dcgan' needs dim = side^2 (flattened square images), got dim={dim}")
+    return side
 
 
 def deal(x: torch.Tensor, replicas: int | None) -> torch.Tensor:
@@ -61,6 +76,9 @@ class Critic(nn.Module):
             by the weight matrices alone, and clamped biases pin every full-slope
             unit's kink to |x| <= 1, so the critic cannot be linear over wider data
             (chapter "GANs", section "WGAN").
+        architecture: "mlp" (``layers`` hidden layers of width ``hidden``) or
+            "dcgan" (``gmlib.models.nets.dcgan_discriminator`` with ``hidden``
+            channels, for flattened square images, dim = side^2).
         replicas: R independent critics in one module (None: a single one).
             Inputs are then (R, n, dim), or (n, dim) shared by all replicas,
             and values carry a leading replica axis: (R, n) and bounds (R,).
@@ -78,6 +96,7 @@ class Critic(nn.Module):
         clip_biases: bool = False,
         penalty: float = 10.0,
         replicas: int | None = None,
+        architecture: Architecture = "mlp",
     ) -> None:
         super().__init__()
         if distance != "wasserstein":
@@ -89,7 +108,13 @@ class Critic(nn.Module):
         self.dim, self.distance, self.lipschitz, self.clip, self.penalty = dim, distance, lipschitz, clip, penalty
         self.clip_biases, self.replicas = clip_biases, replicas
         require_int("dim", dim, low=1)
-        self.net = mlp(inputs=dim, outputs=1, hidden=hidden, layers=layers, negative_slope=0.2, replicas=replicas)
+        side = _image_side(dim, architecture, replicas)
+        if side is None:
+            self.net = mlp(inputs=dim, outputs=1, hidden=hidden, layers=layers, negative_slope=0.2, replicas=replicas)
+        elif distance == "wasserstein":
+            raise ValueError("architecture='dcgan' needs an f-divergence: batch norm breaks a Lipschitz bound")
+        else:
+            self.net = dcgan_discriminator(side=side, channels=hidden)
 
     def _inputs(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """Check x is (n, dim), or (R, n, dim) with replicas, and give replicas their copy of a shared (n, dim)."""
@@ -171,15 +196,30 @@ class Critic(nn.Module):
 class _Sampler(nn.Module):
     """A generator G: z ~ N(0, I_latent) -> x (n, dim); ``tanh`` bounds the output to [-1, 1] (DCGAN).
 
+    ``architecture="dcgan"``: transposed convolutions (``dcgan_generator``),
+    whose output is tanh already, for flattened square images.
+
     With replicas, R generators: ``sample(n)`` -> (R, n, dim).
     """
 
     def __init__(
-        self, *, dim: int, latent: int, hidden: int, layers: int, tanh: bool, replicas: int | None = None
+        self,
+        *,
+        dim: int,
+        latent: int,
+        hidden: int,
+        layers: int,
+        tanh: bool,
+        replicas: int | None = None,
+        architecture: Architecture = "mlp",
     ) -> None:
         super().__init__()
         require_int("latent", latent, low=1)
-        self.net = mlp(inputs=latent, outputs=dim, hidden=hidden, layers=layers, replicas=replicas)
+        side = _image_side(dim, architecture, replicas)
+        if side is None:
+            self.net = mlp(inputs=latent, outputs=dim, hidden=hidden, layers=layers, replicas=replicas)
+        else:  # its last layer is tanh already
+            self.net = dcgan_generator(latent=latent, side=side, channels=hidden)
         self.tanh, self.replicas = tanh, replicas
         self.register_buffer("loc", torch.zeros(latent))
         self.register_buffer("scale", torch.ones(latent))
@@ -207,6 +247,10 @@ class GAN(nn.Module):
     "non_saturating", maximises E_Q[T(G(z))] instead -- for "gan" exactly
     -E log D(G(z)) (eq. (eq-non-saturating)); for "wasserstein" both are -E V(G(z)).
 
+    ``architecture="dcgan"`` swaps both perceptrons for DCGAN's convolutional
+    networks (Radford et al. 2016; ``hidden`` counts channels) on flattened
+    square images, dim = side^2 (chapter "GANs", section "Digits").
+
     Shapes: ``sample(n)`` -> (n, dim); the losses take a real batch (batch, dim).
     With ``replicas=R``: R independent GANs, ``sample(n)`` -> (R, n, dim), and
     the real batch (R * b, dim) is dealt out b to each (``deal``).
@@ -226,11 +270,20 @@ class GAN(nn.Module):
         clip: float = 0.01,
         penalty: float = 10.0,
         replicas: int | None = None,
+        architecture: Architecture = "mlp",
     ) -> None:
         super().__init__()
         if generator_loss not in ("minimax", "non_saturating"):
             raise ValueError(f"generator_loss must be 'minimax' or 'non_saturating', got {generator_loss!r}")
-        self.generator = _Sampler(dim=dim, latent=latent, hidden=hidden, layers=layers, tanh=tanh, replicas=replicas)
+        self.generator = _Sampler(
+            dim=dim,
+            latent=latent,
+            hidden=hidden,
+            layers=layers,
+            tanh=tanh,
+            replicas=replicas,
+            architecture=architecture,
+        )
         self.discriminator = Critic(
             dim=dim,
             distance=distance,
@@ -240,6 +293,7 @@ class GAN(nn.Module):
             clip=clip,
             penalty=penalty,
             replicas=replicas,
+            architecture=architecture,
         )
         self.mode, self.replicas = generator_loss, replicas
 
@@ -329,7 +383,7 @@ class MomentMatchingGenerator(nn.Module):
         if distance not in ("mmd", "sliced_wasserstein"):
             raise ValueError(f"distance must be 'mmd' or 'sliced_wasserstein', got {distance!r}")
         self.generator = _Sampler(dim=dim, latent=latent, hidden=hidden, layers=layers, tanh=tanh, replicas=replicas)
-        self.distance, self.bandwidths, self.projections = distance, tuple(bandwidths), projections
+        self.distance, self.bandwidths, self.projections = distance, check_bandwidths(bandwidths), projections
         self.replicas = replicas
 
     def sample(self, n: int) -> torch.Tensor:

@@ -10,7 +10,7 @@ from torch import nn
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
 from torch.nn.functional import softplus
 
-from gmlib.validation import require_finite, require_int, require_shape
+from gmlib.validation import require_finite, require_int, require_nonempty, require_shape
 
 
 class GaussianMixture(nn.Module):
@@ -53,6 +53,7 @@ class GaussianMixture(nn.Module):
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p_theta(x) for x (batch, dim) -> (batch,)."""
         require_shape("x", x, (None, self.dim))
+        require_nonempty("x", x)
         require_finite("x", x)
         return self.distribution().log_prob(x)
 

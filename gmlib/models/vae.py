@@ -29,7 +29,7 @@ from torch.distributions import (
 from torch.nn.functional import softplus
 
 from gmlib.models.nets import mlp
-from gmlib.validation import require_finite, require_int, require_positive, require_shape
+from gmlib.validation import require_finite, require_int, require_nonempty, require_positive, require_shape
 
 DecoderKind = Literal["categorical", "bernoulli", "gaussian"]
 PriorKind = Literal["standard", "mixture"]
@@ -67,7 +67,10 @@ class VAE(nn.Module):
             "bernoulli": the note's binary cross-entropy on x in [0, 1] (scaled
             gray levels; not a normalised density unless x is binary);
             "gaussian": N(x; mu_theta(z), gaussian_std^2) with a fixed std, the
-            note-004 "L2 loss", on real x.
+            note-004 "L2 loss", on real x; with ``gaussian_std=None`` the decoder
+            outputs a mean and a standard deviation per pixel (note 002), the std
+            floored at ``std_floor`` (on discrete data the likelihood is unbounded
+            as a std tends to 0, so the floor is what bounds it).
         prior: "standard" N(0, I), or "mixture", a learned mixture of
             ``components`` diagonal Gaussians (the KL is then estimated by Monte Carlo).
         beta: weight of the KL term in ``loss`` (beta-VAE, eq-vae-beta).
@@ -88,9 +91,10 @@ class VAE(nn.Module):
         components: int = 10,
         beta: float = 1.0,
         levels: int = 17,
-        gaussian_std: float = 0.1,
+        gaussian_std: float | None = 0.1,
         level_rank: int | None = None,
         dropout: float = 0.0,
+        std_floor: float = 1e-3,
     ) -> None:
         super().__init__()
         for name, value, low in (("data_dim", data_dim, 1), ("latent_dim", latent_dim, 1), ("hidden", hidden, 1)):
@@ -102,18 +106,24 @@ class VAE(nn.Module):
         if prior not in PRIOR_KINDS:
             raise ValueError(f"prior must be one of {PRIOR_KINDS}, got {prior!r}")
         require_positive("beta", beta)
-        require_positive("gaussian_std", gaussian_std)
+        if gaussian_std is not None:
+            require_positive("gaussian_std", gaussian_std)
+        require_positive("std_floor", std_floor)
         if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         self.data_dim, self.latent_dim, self.levels = data_dim, latent_dim, levels
         self.decoder_kind, self.prior_kind = decoder, prior
-        self.beta, self.gaussian_std = float(beta), float(gaussian_std)
+        self.beta = float(beta)
+        self.gaussian_std = None if gaussian_std is None else float(gaussian_std)
+        self.std_floor = float(std_floor)
         self.encoder = mlp(inputs=data_dim, hidden=hidden, outputs=self._encoder_outputs(), dropout=dropout)
         if level_rank is not None:
             require_int("level_rank", level_rank, low=1)
             if decoder != "categorical":
                 raise ValueError(f"level_rank applies to the categorical decoder only, got decoder={decoder!r}")
         per_pixel = {"categorical": levels if level_rank is None else level_rank}.get(decoder, 1)
+        if decoder == "gaussian" and gaussian_std is None:
+            per_pixel = 2  # a mean and a standard deviation per pixel
         self.decoder = mlp(inputs=self._decoder_inputs(), hidden=hidden, outputs=data_dim * per_pixel, dropout=dropout)
         if level_rank is not None:
             self.decoder.append(LevelLogits(pixels=data_dim, levels=levels, rank=level_rank))
@@ -162,6 +172,9 @@ class VAE(nn.Module):
         if self.decoder_kind == "bernoulli":
             # validate_args=False lets log_prob take gray levels in [0, 1]: it is then -BCE, as in the note's demo
             return Independent(Bernoulli(logits=out, validate_args=False), 1)
+        if self.gaussian_std is None:  # (*, data_dim, 2): mean and std per pixel, std >= std_floor
+            mean, raw_std = out.unflatten(-1, (self.data_dim, 2)).unbind(-1)
+            return Independent(Normal(mean, self.std_floor + softplus(raw_std)), 1)
         return Independent(Normal(out, torch.full_like(out, self.gaussian_std)), 1)
 
     @torch.no_grad()
@@ -226,6 +239,7 @@ class VAE(nn.Module):
     def _checked(self, x: torch.Tensor) -> torch.Tensor:
         """Refuse x outside the decoder's support, naming the allowed range."""
         require_shape("x", x, (None, self.data_dim))
+        require_nonempty("x", x)
         if x.is_floating_point():
             require_finite("x", x)
         if self.decoder_kind == "categorical":
