@@ -41,6 +41,19 @@ def require_nonempty(name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name} must hold at least one sample (a non-empty batch), got shape {tuple(x.shape)}")
 
 
+def require_levels(name: str, x: torch.Tensor, levels: int) -> None:
+    """Raise unless ``x`` holds finite integer levels 0..levels-1 (pixel levels of a categorical likelihood)."""
+    top = levels - 1
+    if x.is_floating_point():
+        require_finite(name, x)
+        if (x != x.round()).any():
+            raise ValueError(f"{name} must hold integer pixel levels 0..{top}")
+    if (x < 0).any() or (x > top).any():
+        raise ValueError(
+            f"{name} must hold pixel levels in 0..{top}, got values in {x.min().item():g}..{x.max().item():g}"
+        )
+
+
 def require_positive(name: str, value: float) -> None:
     """Raise unless ``value`` is a finite number > 0."""
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):

@@ -8,6 +8,7 @@ import torch
 from gmlib.validation import (
     require_finite,
     require_int,
+    require_levels,
     require_nonempty,
     require_positive,
     require_probability_vector,
@@ -104,3 +105,18 @@ def test_every_row_of_a_batch_is_checked_whichever_way_it_is_off():
     for bad in (good + 0.125 / 4, good - 0.125 / 4):  # sums 1.125 and 0.875, next to a row summing to 1
         with pytest.raises(ValueError, match=r"off by 0\.12"):
             require_probability_vector("p", torch.stack([good, bad, good]))
+
+
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (torch.tensor([[0.0, 16.5]]), "integer pixel levels 0..16"),
+        (torch.tensor([[0, 17]]), "pixel levels in 0..16, got values in 0..17"),
+        (torch.tensor([[-1.0, 3.0]]), "pixel levels in 0..16, got values in -1..3"),
+        (torch.tensor([[float("nan"), 1.0]]), "must be finite"),
+    ],
+)
+def test_require_levels_names_the_argument_and_the_range(x, message):
+    with pytest.raises(ValueError, match=message):
+        require_levels("x", x, 17)
+    require_levels("x", torch.tensor([[0, 16]]), 17)  # the two ends are levels

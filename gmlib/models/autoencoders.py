@@ -24,7 +24,7 @@ from torch.nn.functional import softplus
 
 from gmlib.models.nets import mlp
 from gmlib.models.vae import LevelLogits
-from gmlib.validation import require_finite, require_int, require_positive, require_shape
+from gmlib.validation import require_int, require_levels, require_nonempty, require_positive, require_shape
 
 
 class Autoencoder(nn.Module):
@@ -103,16 +103,10 @@ class Autoencoder(nn.Module):
         return self.decode(self.prior().sample((n,))).sample()
 
     def _checked(self, x: torch.Tensor) -> torch.Tensor:
+        """Refuse x that is not a batch of integer pixel levels, naming the allowed range."""
         require_shape("x", x, (None, self.data_dim))
-        if x.is_floating_point():
-            require_finite("x", x)
-            if (x != x.round()).any():
-                raise ValueError(f"x must hold integer pixel levels 0..{self.levels - 1}")
-        if (x < 0).any() or (x > self.levels - 1).any():
-            raise ValueError(
-                f"x must hold pixel levels in 0..{self.levels - 1}, "
-                f"got values in {x.min().item():g}..{x.max().item():g}"
-            )
+        require_nonempty("x", x)
+        require_levels("x", x, self.levels)
         return x
 
 

@@ -29,7 +29,14 @@ from torch.distributions import (
 from torch.nn.functional import softplus
 
 from gmlib.models.nets import mlp
-from gmlib.validation import require_finite, require_int, require_nonempty, require_positive, require_shape
+from gmlib.validation import (
+    require_finite,
+    require_int,
+    require_levels,
+    require_nonempty,
+    require_positive,
+    require_shape,
+)
 
 DecoderKind = Literal["categorical", "bernoulli", "gaussian"]
 PriorKind = Literal["standard", "mixture"]
@@ -243,14 +250,7 @@ class VAE(nn.Module):
         if x.is_floating_point():
             require_finite("x", x)
         if self.decoder_kind == "categorical":
-            top = self.levels - 1
-            if x.is_floating_point() and (x != x.round()).any():
-                raise ValueError(f"x must hold integer pixel levels 0..{top} for the categorical decoder")
-            if (x < 0).any() or (x > top).any():
-                raise ValueError(
-                    f"x must hold pixel levels in 0..{top} for the categorical decoder, "
-                    f"got values in {x.min().item():g}..{x.max().item():g}"
-                )
+            require_levels("x", x, self.levels)
         elif self.decoder_kind == "bernoulli" and ((x < 0).any() or (x > 1).any()):
             raise ValueError(
                 f"x must lie in [0, 1] for the bernoulli decoder, got values in {x.min().item():g}..{x.max().item():g}"
