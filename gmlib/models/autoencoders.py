@@ -126,30 +126,14 @@ class AdversarialAutoencoder(Autoencoder):
     """
 
     def __init__(
-        self,
-        *,
-        data_dim: int = 64,
-        latent_dim: int = 2,
-        hidden: int = 400,
-        levels: int = 17,
-        level_rank: int | None = None,
-        dropout: float = 0.0,
-        adversarial_weight: float = 1.0,
-        discriminator_hidden: int = 64,
+        self, *, adversarial_weight: float = 1.0, discriminator_hidden: int = 64, **autoencoder: int | float | None
     ) -> None:
-        super().__init__(
-            data_dim=data_dim,
-            latent_dim=latent_dim,
-            hidden=hidden,
-            levels=levels,
-            level_rank=level_rank,
-            dropout=dropout,
-        )
+        super().__init__(**autoencoder)
         require_positive("adversarial_weight", adversarial_weight)
         require_int("discriminator_hidden", discriminator_hidden, low=1)
         self.adversarial_weight = float(adversarial_weight)
         self.discriminator = mlp(
-            inputs=latent_dim, hidden=discriminator_hidden, layers=2, outputs=1, negative_slope=0.2
+            inputs=self.latent_dim, hidden=discriminator_hidden, layers=2, outputs=1, negative_slope=0.2
         )
 
     @property
