@@ -16,7 +16,14 @@ import numpy as np
 import torch
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal, constraints
 
-from gmlib.validation import require_int, require_positive, require_probability_vector, require_shape, require_tensor
+from gmlib.validation import (
+    require_finite,
+    require_int,
+    require_positive,
+    require_probability_vector,
+    require_shape,
+    require_tensor,
+)
 
 Split = Literal["train", "val", "test"]
 
@@ -58,6 +65,41 @@ def ring_centers(*, n_modes: int = 8, radius: float = 2.0) -> torch.Tensor:
     """The (n_modes, 2) means of ``gaussian_ring``."""
     angles = torch.arange(n_modes, dtype=torch.float64) * (2 * math.pi / n_modes)
     return (radius * torch.stack([angles.cos(), angles.sin()], dim=1)).float()
+
+
+ENERGY_NAMES: tuple[str, ...] = ("U1", "U2", "U3", "U4")
+
+
+def rezende_energy(name: str, z: torch.Tensor, *, confine: bool = True) -> torch.Tensor:
+    """The energy U(z) of Rezende & Mohamed (2015, Table 1) for z (..., 2) -> (...,); p(z) is exp(-U) / Z.
+
+    U1 is a ring cut by two vertical modes; U2 a sine wave; U3 and U4 a sine
+    wave split in two by a bump and by a step. As printed, U2..U4 constrain z2
+    given z1 but not z1, so exp(-U) has infinite mass (the flows chapter proves
+    it); ``confine=True`` adds the wall (z1 / 4)^8, nearly 0 on the paper's plotting
+    box |z1| < 4 and steep outside, which makes Z finite. Z has no closed form:
+    the flows chapter computes it by quadrature on a grid.
+    """
+    if name not in ENERGY_NAMES:
+        raise ValueError(f"name must be one of {ENERGY_NAMES}, got {name!r}")
+    if not isinstance(z, torch.Tensor) or z.shape[-1:] != (2,):
+        raise ValueError(f"z must be a tensor of shape (..., 2), got {getattr(z, 'shape', type(z).__name__)}")
+    z1, z2 = z[..., 0], z[..., 1]
+    w1 = torch.sin(2 * math.pi * z1 / 4)
+    if name == "U1":
+        ring = 0.5 * ((z.norm(dim=-1) - 2) / 0.4) ** 2
+        sides = torch.stack([-0.5 * ((z1 - 2) / 0.6) ** 2, -0.5 * ((z1 + 2) / 0.6) ** 2])
+        return ring - torch.logsumexp(sides, dim=0)
+    wall = (z1 / 4) ** 8 if confine else torch.zeros_like(z1)
+    if name == "U2":
+        return 0.5 * ((z2 - w1) / 0.4) ** 2 + wall
+    if name == "U3":
+        w2 = 3 * torch.exp(-0.5 * ((z1 - 1) / 0.6) ** 2)
+        branches = torch.stack([-0.5 * ((z2 - w1) / 0.35) ** 2, -0.5 * ((z2 - w1 + w2) / 0.35) ** 2])
+        return wall - torch.logsumexp(branches, dim=0)
+    w3 = 3 * torch.sigmoid((z1 - 1) / 0.3)
+    branches = torch.stack([-0.5 * ((z2 - w1) / 0.4) ** 2, -0.5 * ((z2 - w1 + w3) / 0.4) ** 2])
+    return wall - torch.logsumexp(branches, dim=0)
 
 
 class Checkerboard(Distribution):
@@ -129,6 +171,29 @@ def load_digits(split: Split = "train") -> tuple[torch.Tensor, torch.Tensor]:
     images = torch.from_numpy(bunch.data[part].astype(np.int64))
     labels = torch.from_numpy(bunch.target[part].astype(np.int64))
     return images, labels
+
+
+def dequantize(
+    x: torch.Tensor, *, generator: torch.Generator | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """y = x + u with u ~ U[0, 1)^shape: integer levels x (...) made continuous (eq-dequantization), same shape.
+
+    Level k then occupies the unit interval [k, k + 1), so a density p on the
+    y's gives the levels the probability P(x) = int_{[0,1)^D} p(x + u) du, and by
+    Jensen's inequality -log P(x) <= -E_u log p(x + u): the negative
+    log-density of dequantised data is an upper bound on the discrete negative
+    log-likelihood, in the same units and with no added constant
+    (``gmlib.metrics.dequantized_nll``). ``dtype`` defaults to x's own when it
+    is floating, to torch's default otherwise; ``generator`` (CPU or on x's
+    device) makes the draw reproducible without touching the global RNG.
+    """
+    require_tensor("x", x)
+    if x.is_floating_point():
+        require_finite("x", x)
+    dtype = dtype or (x.dtype if x.is_floating_point() else torch.get_default_dtype())
+    device = x.device if generator is None else generator.device
+    u = torch.rand(x.shape, generator=generator, dtype=dtype, device=device)
+    return x.to(dtype) + u.to(x.device)
 
 
 _IDX_DTYPES = {

@@ -251,3 +251,21 @@ def test_mnist_files_that_disagree_are_refused(tmp_path):
     _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(2))
     with pytest.raises(ValueError, match="disagree"):
         load_mnist(tmp_path, "test")
+
+
+def test_dequantize_fills_each_level_cube_uniformly_and_reproducibly():
+    from gmlib.data import dequantize
+
+    x = torch.randint(0, 17, (4000, 3))
+    y = dequantize(x, generator=torch.Generator().manual_seed(0))
+    assert y.dtype == torch.get_default_dtype() and y.shape == x.shape
+    assert torch.equal(y.floor().long(), x)  # level k lands in [k, k + 1)
+    u = (y - x).flatten().double()
+    assert u.mean().item() == pytest.approx(0.5, abs=0.02) and u.var().item() == pytest.approx(1 / 12, abs=0.005)
+    assert torch.equal(dequantize(x, generator=torch.Generator().manual_seed(0)), y)
+    assert dequantize(x.double()).dtype == torch.float64
+    assert dequantize(x, dtype=torch.float64).dtype == torch.float64
+    with pytest.raises(ValueError, match="x must be finite"):
+        dequantize(torch.tensor([0.0, math.nan]))
+    with pytest.raises(ValueError, match="x must be a torch.Tensor"):
+        dequantize([0, 1])

@@ -12,11 +12,12 @@ from gmlib.models import (
     AdversarialAutoencoder,
     Autoencoder,
     DiscreteVAE,
+    FlowVAE,
     GaussianMixture,
     GenerativeModel,
     HierarchicalVAE,
 )
-from gmlib.models.flows import planar_flow, radial_flow, realnvp, spline_flow
+from gmlib.models.flows import Dequantized, digits_flow, planar_flow, radial_flow, realnvp, spline_flow
 
 MODELS = {
     "flow-planar": lambda: (planar_flow(layers=4), torch.randn(64, 2) * 0.5 + 1.0),
@@ -24,6 +25,10 @@ MODELS = {
     "flow-radial-generative": lambda: (radial_flow(layers=4, direction="generative"), torch.randn(64, 2) * 0.5 + 1.0),
     "flow-realnvp": lambda: (realnvp(layers=4, hidden=32), torch.randn(64, 2) * 0.5 + 1.0),
     "flow-spline": lambda: (spline_flow(layers=2, bins=5, hidden=32), torch.randn(64, 2) * 0.5 + 1.0),
+    "flow-digits-dequantized": lambda: (
+        Dequantized(digits_flow(torch.randint(0, 17, (64, 64)), layers=2, hidden=16), levels=17),
+        torch.randint(0, 17, (64, 64)),
+    ),
     "gaussian-mixture": lambda: (GaussianMixture(dim=2, components=3), torch.randn(64, 2) * 0.5 + 1.0),
     "vae-categorical": lambda: (VAE(latent_dim=2, hidden=32), torch.randint(0, 17, (64, 64))),
     "vae-low-rank-levels": lambda: (VAE(latent_dim=4, hidden=32, level_rank=3), torch.randint(0, 17, (64, 64))),
@@ -36,6 +41,10 @@ MODELS = {
     "vae-gaussian-learned-std": lambda: (
         VAE(latent_dim=2, hidden=32, decoder="gaussian", gaussian_std=None, std_floor=0.01),
         torch.rand(64, 64),
+    ),
+    "vae-planar-flow-posterior": lambda: (
+        FlowVAE(latent_dim=2, hidden=32, flow_length=3),
+        torch.randint(0, 17, (64, 64)),
     ),
     "vae-hierarchical": lambda: (HierarchicalVAE(latent_dim=3, top_dim=2, hidden=32), torch.randint(0, 17, (64, 64))),
     "autoencoder": lambda: (Autoencoder(latent_dim=2, hidden=32), torch.randint(0, 17, (64, 64))),

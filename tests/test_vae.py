@@ -399,3 +399,14 @@ def test_reconstruction_of_a_stack_of_latents_is_one_per_latent(kwargs):
     stacked = model.reconstruction(x, z)
     assert stacked.shape == (4, 3)
     assert torch.allclose(stacked, torch.stack([model.reconstruction(x, z[i]) for i in range(4)]), atol=1e-5)
+
+
+def test_posterior_from_parameters_is_what_encode_builds():
+    model = VAE(latent_dim=3, hidden=16)
+    x = digits_like(5)
+    params = model.encoder(model._features(x))
+    q, q_encoded = model.posterior(params), model.encode(x)
+    assert torch.equal(q.base_dist.loc, q_encoded.base_dist.loc)
+    assert torch.equal(q.base_dist.scale, q_encoded.base_dist.scale)
+    with pytest.raises(ValueError, match="params"):
+        model.posterior(params[:, :-1])

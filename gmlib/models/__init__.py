@@ -2,6 +2,7 @@
 
 from gmlib.models.autoencoders import AdversarialAutoencoder, Autoencoder
 from gmlib.models.discrete_vae import DiscreteVAE
+from gmlib.models.flow_vae import FlowVAE
 from gmlib.models.flows import Flow
 from gmlib.models.gan import GAN, DivergenceEstimator, MomentMatchingGenerator
 from gmlib.models.hierarchical_vae import HierarchicalVAE
@@ -17,6 +18,7 @@ __all__ = [
     "GaussianMixture",
     "GenerativeModel",
     "Flow",
+    "FlowVAE",
     "VAE",
     "DiscreteVAE",
     "Autoencoder",

@@ -163,6 +163,15 @@ class VAE(nn.Module):
         """q_phi(z|x) for x (batch, data_dim); a distribution with batch shape (batch,)."""
         return self._posterior(self.encoder(self._features(self._checked(x))))
 
+    def posterior(self, params: torch.Tensor) -> Distribution:
+        """q(z|x) from its parameters (batch, n): what ``encode`` builds from the encoder's output.
+
+        Taking the parameters directly lets a chapter optimise one posterior per image on a
+        fixed decoder (non-amortised inference), with the same family as the encoder's.
+        """
+        require_shape("params", params, (None, self._encoder_outputs()))
+        return self._posterior(params)
+
     def prior(self) -> Distribution:
         """p(z), event shape (latent_dim,): N(0, I) or the learned Gaussian mixture."""
         if self.prior_kind == "standard":
