@@ -100,5 +100,7 @@ def test_identity_layers_leave_the_gaussian_unchanged():
         z = t(z)
     assert torch.allclose(z, z0, atol=1e-12)
     assert torch.allclose(q.log_prob(z.clone()), q.base_dist.log_prob(z0), atol=1e-9)
+    assert model.identity_layers(1).shape == (1, 4 * 5)
     with pytest.raises(ValueError, match="batch"):
         model.identity_layers(0)
+    assert len(FlowVAE(latent_dim=2, hidden=8, flow_length=1).encode(x).transforms) == 1

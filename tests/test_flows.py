@@ -10,6 +10,7 @@ import torch
 from torch.autograd.functional import jacobian
 from torch.distributions import ComposeTransform, TransformedDistribution
 
+import gmlib
 from gmlib.data import dequantize
 from gmlib.models.flows import (
     AffineCoupling,
@@ -24,6 +25,7 @@ from gmlib.models.flows import (
     PlanarTransform,
     Radial,
     RadialTransform,
+    ReverseKLFit,
     SplineCoupling,
     digits_flow,
     planar_flow,
@@ -439,3 +441,75 @@ def test_a_short_run_of_the_digits_flow_lowers_the_held_out_nll():
     gmlib.train(Dequantized(flow, levels=17), train, steps=150, batch_size=128, lr=1e-3, progress=False)
     after, se = dequantized_nll(flow.log_prob, test, draws=2, generator=torch.Generator().manual_seed(0))
     assert after < before - 5 and after < 106.4  # below the independent-pixel histogram model
+
+
+# --- reverse-KL fitting (flows chapter, eq-flow-reverse-kl) ---------------------------------------------
+
+
+def gaussian_log_target(mean: torch.Tensor, std: torch.Tensor):
+    """log p~ of N(mean, diag std^2) without its normaliser: log Z = sum log(sqrt(2 pi) std)."""
+    return lambda x: (-0.5 * ((x - mean) / std) ** 2).sum(-1)
+
+
+def test_reverse_kl_fit_recovers_a_gaussian_target_and_its_log_normaliser():
+    """q = an elementwise affine map of N(0, I) can equal N(m, diag s^2): the fit must find it, KL -> 0."""
+    torch.manual_seed(0)
+    mean, std = torch.tensor([1.5, -2.0]), torch.tensor([0.5, 2.0])
+    flow = Flow(base=standard_normal(2), transforms=[ElementwiseAffine(2)], direction="generative")
+    fit = ReverseKLFit(flow, gaussian_log_target(mean, std))
+    gmlib.train(fit, flow.base(), steps=1000, batch_size=256, lr=0.02, progress=False)
+    x = flow.sample(20000)  # Adam's last steps jitter the parameters: a tenth of a standard deviation
+    assert ((x.mean(0) - mean).abs() < 0.1 * std).all()
+    assert ((x.std(0) / std).log().abs() < 0.1).all()
+    log_z = torch.log(math.sqrt(2 * math.pi) * std).sum()
+    with torch.no_grad():
+        loss = fit.loss(flow.base().sample((20000,)))  # eval mode after train: beta = 1
+    assert abs(loss.item() + log_z.item()) < 0.03  # E_q[log q - log p~] = KL - log Z = -log Z
+
+
+def test_reverse_kl_fit_anneals_the_inverse_temperature_in_training_calls_only():
+    torch.manual_seed(1)
+    flow = Flow(base=standard_normal(2), transforms=[ElementwiseAffine(2)], direction="generative")
+    target = gaussian_log_target(torch.zeros(2), torch.ones(2))
+    fit = ReverseKLFit(flow, target, anneal_steps=10)
+    z0 = torch.randn(64, 2)
+    x, log_q = flow.push_and_log_prob(z0)
+    assert fit.beta() == pytest.approx(0.01)
+    fit.train()
+    first = fit.loss(z0)
+    torch.testing.assert_close(first, (log_q - 0.01 * target(x)).mean())
+    for _ in range(4):
+        fit.loss(z0)
+    assert int(fit.calls) == 5 and fit.beta() == pytest.approx(0.01 + 0.99 * 0.5)
+    fit.eval()
+    torch.testing.assert_close(fit.loss(z0), (log_q - target(x)).mean())  # evaluation: the true objective
+    assert int(fit.calls) == 5
+    fit.train()
+    for _ in range(10):
+        fit.loss(z0)
+    assert fit.beta() == 1.0
+    assert ReverseKLFit(flow, target).beta() == 1.0  # no annealing
+
+
+def test_flow_reverse_kl_is_the_monte_carlo_objective():
+    flow = planar_flow(layers=3, direction="generative")
+    target = gaussian_log_target(torch.ones(2), torch.ones(2))
+    torch.manual_seed(2)
+    value = flow.reverse_kl(target, 500)
+    torch.manual_seed(2)
+    x, log_q = flow.rsample_and_log_prob(500)
+    torch.testing.assert_close(value, (log_q - target(x)).mean())
+    assert flow.sample(1).shape == (1, 2) and flow.rsample_and_log_prob(1)[1].shape == (1,)
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: ReverseKLFit(torch.nn.Linear(2, 2), lambda x: x.sum(-1)), "flow"),
+        (lambda: ReverseKLFit(planar_flow(layers=1), "not callable"), "log_target"),
+        (lambda: ReverseKLFit(planar_flow(layers=1), lambda x: x.sum(-1), anneal_steps=-1), "anneal_steps"),
+    ],
+)
+def test_reverse_kl_fit_refuses_bad_arguments_by_name(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()

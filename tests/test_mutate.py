@@ -74,3 +74,13 @@ def test_kills_are_counted_and_survivors_listed_without_touching_the_tree(mutate
     assert results == {(7, "width / height"): "killed", (11, "x + 1"): "uncovered", (11, "2"): "uncovered"}
     assert (project / "toy" / "calc.py").read_text() == before, "the live tree was edited"
     assert not list(project.rglob("__pycache__")), "bytecode of a mutant was left behind"
+
+
+def test_a_module_of_a_subpackage_is_tested_by_the_package_test_file(mutate):
+    root = Path(__file__).resolve().parents[1]
+    assert mutate.default_tests(root, "gmlib/models/flows/coupling.py") == [
+        "tests/test_flows.py",
+        "tests/test_models.py",
+    ]
+    assert mutate.default_tests(root, "gmlib/models/flow_vae.py") == ["tests/test_flow_vae.py", "tests/test_models.py"]
+    assert mutate.default_tests(root, "gmlib/metrics.py") == ["tests/test_metrics.py"]

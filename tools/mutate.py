@@ -216,10 +216,12 @@ def mutated_source(source: str, mutant: Mutant) -> str:
 
 
 def default_tests(root: Path, path: str) -> list[str]:
-    """The test files of the module at ``path``: tests/test_<stem>.py, EXTRA_TESTS, and test_models.py for a model."""
-    stem = Path(path).stem
+    """Test files of the module at ``path``: test_<stem>.py, its package's, EXTRA_TESTS, test_models.py for a model."""
+    parts, stem = Path(path).parts, Path(path).stem
     names = [f"tests/test_{stem}.py", *EXTRA_TESTS.get(stem, [])]
-    if Path(path).parent.name == "models":
+    # a module of a subpackage (gmlib/models/flows/coupling.py) is tested by the package's file (test_flows.py)
+    names += [f"tests/test_{package}.py" for package in parts[1:-1] if package != "models"]
+    if "models" in parts[:-1]:
         names.append("tests/test_models.py")
     return [n for i, n in enumerate(names) if (root / n).exists() and n not in names[:i]]
 
