@@ -6,9 +6,10 @@ import math
 import numpy as np
 import pytest
 import scipy.optimize
+import scipy.stats
 import torch
 from torch.autograd.functional import jacobian
-from torch.distributions import ComposeTransform, TransformedDistribution
+from torch.distributions import ComposeTransform, Independent, Normal, TransformedDistribution
 
 import gmlib
 from gmlib.data import dequantize
@@ -513,3 +514,63 @@ def test_flow_reverse_kl_is_the_monte_carlo_objective():
 def test_reverse_kl_fit_refuses_bad_arguments_by_name(build, match):
     with pytest.raises(ValueError, match=match):
         build()
+
+
+def test_replicated_planar_layers_are_independent_flows():
+    """planar_flow(replicas=R) on (n, R, D) equals R separate flows, one per replica's parameters."""
+    torch.manual_seed(3)
+    together = planar_flow(layers=3, direction="generative", replicas=4).double()
+    x = torch.randn(5, 4, 2, dtype=torch.float64)
+    joint = together.log_prob(x)  # (5, 4)
+    assert joint.shape == (5, 4)
+    for r in range(4):
+        alone = planar_flow(layers=3, direction="generative").double()
+        with torch.no_grad():
+            for one, many in zip(alone.parameters(), together.parameters(), strict=True):
+                one.copy_(many[r])
+        torch.testing.assert_close(joint[:, r], alone.log_prob(x[:, r]))
+    with pytest.raises(ValueError, match="x must have shape"):
+        together.log_prob(x[None])  # (1, n, R, D): not a batch of vectors
+
+
+def test_flow_loss_is_the_mean_negative_log_likelihood():
+    """A permutation keeps N(0, I): the loss must be the mean of -log N(x; 0, I) (scipy's)."""
+    flow = Flow(base=standard_normal(3), transforms=[Permute(3)])
+    x = torch.randn(50, 3)
+    expected = -scipy.stats.multivariate_normal(np.zeros(3), np.eye(3)).logpdf(x.numpy()).mean()
+    assert flow.loss(x).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_dequantized_samples_are_clamped_into_the_levels():
+    """Mass the flow puts beyond [0, L) lands on the end levels, never outside 0..L-1."""
+    layer = ElementwiseAffine(2)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.zero_()
+    flow = Flow(base=standard_normal(2), transforms=[layer])  # p = N(0, I): half the mass below 0
+    samples = Dequantized(flow, levels=3).sample(4000)
+    assert samples.min() == 0 and samples.max() == 2
+    assert samples.dtype == torch.int64
+
+
+@pytest.mark.parametrize(
+    ("base", "match"),
+    [
+        (Normal(torch.zeros(2), torch.zeros(2), validate_args=False), "base scale"),
+        (Normal(torch.zeros(2), torch.full((2,), math.inf), validate_args=False), "base scale"),
+        (Independent(Normal(torch.zeros(3, 2), torch.ones(3, 2)), 1), "base must be"),  # a batch of 3 bases
+    ],
+)
+def test_flow_refuses_a_degenerate_or_batched_base(base, match):
+    with pytest.raises(ValueError, match=match):
+        Flow(base=base, transforms=[Permute(2)])
+
+
+def test_replicated_flow_samples_one_vector_per_replica():
+    flow = planar_flow(layers=2, direction="generative", replicas=3)
+    x, log_q = flow.push_and_log_prob(torch.randn(7, 3, 2))
+    assert x.shape == (7, 3, 2) and log_q.shape == (7, 3)
+    z, ladj = flow.forward_and_log_det(x)
+    assert ladj.shape == (7, 3)
+    back, _ = flow.inverse_and_log_det(z)
+    torch.testing.assert_close(back, x, atol=1e-4, rtol=0)
