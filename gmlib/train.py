@@ -25,7 +25,7 @@ from gmlib.models.protocol import AdversarialModel, GenerativeModel
 from gmlib.runtime import replicate_seed
 from gmlib.validation import require_finite, require_int, require_positive
 
-Data = torch.Tensor | torch.distributions.Distribution | Callable[[int], torch.Tensor]
+Data = torch.Tensor | tuple[torch.Tensor, ...] | torch.distributions.Distribution | Callable[[int], torch.Tensor]
 
 SCALE_VARIABLE = "GMLIB_TRAIN_SCALE"
 
@@ -85,7 +85,9 @@ def train(
     Args:
         model: a ``GenerativeModel`` or an ``AdversarialModel`` (see
             ``gmlib.models.protocol``), already on its device.
-        data: a tensor (N, *event) to draw minibatches from, a
+        data: a tensor (N, *event) to draw minibatches from, a tuple of
+            tensors with the same N (examples and their labels: the model's
+            ``loss(x, y)`` receives one minibatch of each), a
             ``torch.distributions.Distribution``, or a callable ``n -> (n, *event)``
             that draws fresh samples (toy densities).
         steps: the default training length, before scaling.
@@ -130,13 +132,13 @@ def train(
     for step in bar:
         if adversarial:
             for _ in range(discriminator_steps):
-                d_loss = _step(optimizers["discriminator"], model.discriminator_loss(draw()), "discriminator", step)
-            g_loss = _step(optimizers["generator"], model.generator_loss(draw()), "generator", step)
+                d_loss = _step(optimizers["discriminator"], model.discriminator_loss(*draw()), "discriminator", step)
+            g_loss = _step(optimizers["generator"], model.generator_loss(*draw()), "generator", step)
             history["discriminator"].append(d_loss)
             history["generator"].append(g_loss)
             bar.set_postfix(d=f"{d_loss:.3f}", g=f"{g_loss:.3f}", refresh=False)
         else:
-            loss = _step(optimizers["loss"], model.loss(draw()), "loss", step)
+            loss = _step(optimizers["loss"], model.loss(*draw()), "loss", step)
             history["loss"].append(loss)
             bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
         if path is not None and (step + 1) % checkpoint_every == 0:
@@ -162,10 +164,11 @@ def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, name: str, step:
 
 
 class _Batches:
-    """Minibatches (batch_size, *event) on ``device``, drawn from ``data``.
+    """Minibatches on ``device``, drawn from ``data``: a call returns a tuple, (batch,) or (batch, labels).
 
-    A tensor is read in epochs of random permutations (every example once per
-    epoch); permutation e is seeded by (seed, e), so the stream is a function of
+    A tensor (or each tensor of a tuple, at the same indices) is read in epochs
+    of random permutations (every example once per epoch); permutation e is
+    seeded by (seed, e), so the stream is a function of
     ``position`` alone and resumes exactly from a checkpoint. Distributions and
     callables draw fresh samples from the (checkpointed) torch RNG.
     """
@@ -175,37 +178,43 @@ class _Batches:
         self.position = 0  # examples drawn so far
         self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)
         if isinstance(data, torch.Tensor):
-            if data.dim() < 1 or data.shape[0] == 0:
-                raise ValueError(f"data must be a non-empty tensor (N, *event), got shape {tuple(data.shape)}")
-            if data.is_floating_point():
-                require_finite("data", data)
-            self.tensor: torch.Tensor | None = data.to(device)
+            data = (data,)
+        if isinstance(data, tuple) and data and all(isinstance(part, torch.Tensor) for part in data):
+            for part in data:
+                if part.dim() < 1 or part.shape[0] == 0:
+                    raise ValueError(f"data must be a non-empty tensor (N, *event), got shape {tuple(part.shape)}")
+                if part.is_floating_point():
+                    require_finite("data", part)
+            if len({part.shape[0] for part in data}) != 1:
+                raise ValueError(f"data's tensors must share their first size N, got {[len(part) for part in data]}")
+            self.tensors: tuple[torch.Tensor, ...] | None = tuple(part.to(device) for part in data)
             self.draw = None
         elif isinstance(data, torch.distributions.Distribution):
-            self.tensor, self.draw = None, lambda n: data.sample((n,))
+            self.tensors, self.draw = None, lambda n: data.sample((n,))
         elif callable(data):
-            self.tensor, self.draw = None, data
+            self.tensors, self.draw = None, data
         else:
             raise ValueError(
-                f"data must be a tensor, a Distribution or a callable n -> samples, got {type(data).__name__}"
+                "data must be a tensor, a tuple of tensors, a Distribution or a callable n -> samples, "
+                f"got {type(data).__name__}"
             )
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
             generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
-            self._epoch, self._order = epoch, torch.randperm(self.tensor.shape[0], generator=generator)
+            self._epoch, self._order = epoch, torch.randperm(self.tensors[0].shape[0], generator=generator)
         return self._order
 
-    def __call__(self) -> torch.Tensor:
-        if self.tensor is None:
-            return self.draw(self.batch_size).to(self.device)
-        n = self.tensor.shape[0]
+    def __call__(self) -> tuple[torch.Tensor, ...]:
+        if self.tensors is None:
+            return (self.draw(self.batch_size).to(self.device),)
+        n = self.tensors[0].shape[0]
         positions = torch.arange(self.position, self.position + self.batch_size)
         index = torch.cat(
             [self._permutation(int(e))[positions[positions // n == e] % n] for e in (positions // n).unique()]
         )
         self.position += self.batch_size
-        return self.tensor[index.to(self.device)]
+        return tuple(part[index.to(self.device)] for part in self.tensors)
 
 
 def _save_checkpoint(

@@ -162,3 +162,125 @@ def test_dequantized_nll_is_exact_for_a_density_constant_on_each_level():
         dequantized_nll(log_prob, x, draws=0)
     with pytest.raises(ValueError, match="x must have shape"):
         dequantized_nll(log_prob, x[0], draws=1)
+
+
+# --- Frechet distance ---------------------------------------------------------------------------------------
+
+
+def _correlated(n: int, d: int, *, seed: int, shift: float = 0.0) -> torch.Tensor:
+    """n draws (n, d) float64 of a Gaussian with a random full covariance and mean ``shift``."""
+    gen = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(d, d, generator=gen, dtype=torch.float64)
+    return torch.randn(n, d, generator=gen, dtype=torch.float64) @ mixing + shift
+
+
+def _with_moments(mean: torch.Tensor, cov: torch.Tensor, n: int, *, seed: int) -> torch.Tensor:
+    """n points (n, d) whose sample mean is exactly ``mean`` and whose unbiased sample covariance is exactly ``cov``."""
+    z = torch.randn(n, len(mean), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    z = z - z.mean(0)
+    z = z @ torch.linalg.inv(torch.linalg.cholesky(z.T @ z / (n - 1))).T  # whitened: sample covariance I
+    return z @ torch.linalg.cholesky(cov).T + mean
+
+
+def _textbook_frechet(a: torch.Tensor, b: torch.Tensor) -> float:
+    """FID as first published: numpy moments and scipy's general matrix root of S_a S_b."""
+    import numpy as np
+    import scipy.linalg
+
+    a, b = a.numpy(), b.numpy()
+    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    cross = scipy.linalg.sqrtm(cov_a @ cov_b).real
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(cov_a + cov_b - 2 * cross))
+
+
+def test_frechet_distance_matches_the_textbook_formula_on_correlated_features():
+    from gmlib.metrics import frechet_distance
+
+    for d, n, m in [(1, 50, 80), (6, 500, 400), (20, 300, 1000)]:
+        a = _correlated(n, d, seed=d)
+        b = 0.7 * _correlated(m, d, seed=100 + d, shift=0.3)
+        expected = _textbook_frechet(a, b)
+        assert expected > 0.1
+        assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-8)
+        assert frechet_distance(a.float(), b.float()) == pytest.approx(expected, rel=1e-5)  # float32 in, float64 inside
+
+
+def test_frechet_distance_is_the_w2_distance_of_diagonal_gaussians_exactly():
+    """Commuting covariances: ||mu_a - mu_b||^2 + sum_i (sqrt(a_i) - sqrt(b_i))^2, on samples with those moments."""
+    from gmlib.metrics import frechet_distance
+
+    var_a = torch.tensor([1.0, 4.0, 0.25, 9.0], dtype=torch.float64)
+    var_b = torch.tensor([4.0, 1.0, 0.25, 2.0], dtype=torch.float64)
+    mean_a = torch.tensor([0.0, 1.0, -2.0, 0.5], dtype=torch.float64)
+    mean_b = torch.tensor([1.0, 1.0, 0.0, 0.5], dtype=torch.float64)
+    a = _with_moments(mean_a, torch.diag(var_a), 40, seed=0)
+    b = _with_moments(mean_b, torch.diag(var_b), 25, seed=1)
+    exact = ((mean_a - mean_b) ** 2).sum() + ((var_a.sqrt() - var_b.sqrt()) ** 2).sum()  # 5 + 1 + 1 + 0 + 1.69
+    assert frechet_distance(a, b) == pytest.approx(exact.item(), rel=1e-10)
+    # one common rotation turns both covariances into full (but still commuting) matrices: the same number
+    rotation, _ = torch.linalg.qr(torch.randn(4, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64))
+    assert frechet_distance(a @ rotation, b @ rotation) == pytest.approx(exact.item(), rel=1e-10)
+
+
+def test_frechet_distance_of_1d_gaussians_is_the_closed_form_on_large_samples():
+    """N(1, 2^2) vs N(-0.5, 0.5^2): (mu1 - mu2)^2 + (s1 - s2)^2 = 2.25 + 2.25 = 4.5."""
+    from gmlib.metrics import frechet_distance
+
+    gen = torch.Generator().manual_seed(0)
+    n = 200_000
+    a = 1.0 + 2.0 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
+    b = -0.5 + 0.5 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
+    # sampling error: 2 * 1.5 * sd(mean difference) ~ 0.014 plus 2 * 1.5 * sd(s1 - s2) ~ 0.01; 0.05 is > 3 sd
+    assert frechet_distance(a, b) == pytest.approx(4.5, abs=0.05)
+
+
+def test_frechet_distance_is_zero_for_identical_inputs_even_with_singular_covariances():
+    from gmlib.metrics import frechet_distance
+
+    a = _correlated(300, 8, seed=0, shift=5.0)
+    assert 0.0 <= frechet_distance(a, a) < 1e-10 * a.var(0).sum().item()
+    few = _correlated(5, 20, seed=1)  # n < d: covariance of rank 4
+    dead = torch.cat([a, torch.zeros(300, 3, dtype=torch.float64)], dim=1)  # constant features, as dead ReLU units give
+    for x in (few, dead, torch.ones(4, 3)):
+        assert 0.0 <= frechet_distance(x, x) < 1e-9
+        assert frechet_distance(x, x.clone()) == frechet_distance(x, x)
+    assert isinstance(frechet_distance(a, a), float)
+
+
+def test_frechet_distance_is_symmetric_and_invariant_to_a_common_rotation_and_translation():
+    from gmlib.metrics import frechet_distance
+
+    a = _correlated(400, 5, seed=3)
+    b = _correlated(250, 5, seed=4, shift=1.0)
+    distance = frechet_distance(a, b)
+    assert distance > 1.0
+    assert frechet_distance(b, a) == pytest.approx(distance, rel=1e-9)
+    rotation, _ = torch.linalg.qr(torch.randn(5, 5, generator=torch.Generator().manual_seed(5), dtype=torch.float64))
+    shift = torch.tensor([3.0, -1.0, 0.5, 10.0, 2.0], dtype=torch.float64)
+    assert frechet_distance(a @ rotation + shift, b @ rotation + shift) == pytest.approx(distance, rel=1e-9)
+    # a squared distance: scaling both sets by c scales it by c^2;
+    # translating one set by t adds |t|^2 + 2 t.(mu_a - mu_b)
+    assert frechet_distance(3 * a, 3 * b) == pytest.approx(9 * distance, rel=1e-9)
+    t = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    moved = distance + 1.0 + 2 * (a.mean(0) - b.mean(0))[0].item()
+    assert frechet_distance(a + t, b) == pytest.approx(moved, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "message"),
+    [
+        (torch.zeros(5), torch.zeros(5, 1), "features_a must have shape"),
+        (torch.zeros(5, 2), torch.zeros(5, 2, 1), "features_b must have shape"),
+        ([[0.0, 1.0], [1.0, 0.0]], torch.zeros(5, 2), "features_a must be a torch.Tensor"),
+        (torch.zeros(5, 2), torch.zeros(5, 3), "same number of features"),
+        (torch.zeros(1, 2), torch.zeros(5, 2), "features_a must hold at least 2 rows"),
+        (torch.zeros(5, 2), torch.zeros(1, 2), "features_b must hold at least 2 rows"),
+        (torch.tensor([[0.0, math.nan], [1.0, 1.0]]), torch.zeros(5, 2), "features_a must be finite"),
+        (torch.zeros(5, 2), torch.tensor([[0.0, math.inf], [1.0, 1.0]]), "features_b must be finite"),
+    ],
+)
+def test_frechet_distance_refuses_bad_input(a, b, message):
+    from gmlib.metrics import frechet_distance
+
+    with pytest.raises(ValueError, match=message):
+        frechet_distance(a, b)

@@ -295,3 +295,30 @@ def test_tensor_data_is_shuffled_under_every_replicate(monkeypatch):
     gmlib.train(model, torch.arange(10)[:, None], steps=4, batch_size=5, seed=7, progress=False)
     drawn = torch.cat(model.batches)[:, 0]
     assert sorted(drawn[:10].tolist()) == sorted(drawn[10:].tolist()) == list(range(10))
+
+
+class LabelledRecorder(Recorder):
+    """A model whose loss takes examples and their labels, as a conditional model's does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.labels: list[torch.Tensor] = []
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.labels.append(y.clone())
+        return super().loss(x)
+
+
+def test_tuple_data_keeps_each_label_with_its_example():
+    x = torch.arange(30)[:, None] * 10
+    y = torch.arange(30)
+    model = LabelledRecorder()
+    gmlib.train(model, (x, y), steps=9, batch_size=7, progress=False)
+    drawn_x, drawn_y = torch.cat(model.batches)[:, 0], torch.cat(model.labels)
+    assert torch.equal(drawn_x, drawn_y * 10)
+    assert sorted(drawn_x[:30].tolist()) == x[:, 0].tolist()  # still every example once per epoch
+
+
+def test_tuple_data_must_share_its_first_size():
+    with pytest.raises(ValueError, match="share their first size"):
+        gmlib.train(LabelledRecorder(), (torch.zeros(5, 2), torch.zeros(4)), steps=1, progress=False)
