@@ -10,12 +10,14 @@ build .`` trains every model four times longer. ``GMLIB_SEED`` shifts every
 seed (``gmlib.runtime``), so a run with ``GMLIB_SEED=k`` is a replicate.
 """
 
+import math
 import os
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -28,6 +30,8 @@ from gmlib.validation import require_finite, require_int, require_positive
 Data = torch.Tensor | tuple[torch.Tensor, ...] | torch.distributions.Distribution | Callable[[int], torch.Tensor]
 
 SCALE_VARIABLE = "GMLIB_TRAIN_SCALE"
+LrSchedule = Literal["constant", "cosine"]
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 
 
 class TrainingDiverged(RuntimeError):
@@ -75,6 +79,7 @@ def train(
     discriminator_lr: float | None = None,
     betas: tuple[float, float] = (0.9, 0.999),
     discriminator_steps: int = 1,
+    lr_schedule: LrSchedule = "constant",
     seed: int = 0,
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 500,
@@ -92,6 +97,10 @@ def train(
             that draws fresh samples (toy densities).
         steps: the default training length, before scaling.
         discriminator_steps: k in Algorithm 1; adversarial models only.
+        lr_schedule: "constant", or "cosine": every learning rate decays as
+            lr (1 + cos(pi s / S)) / 2 from lr at step s = 0 towards 0 at the
+            last step S (Loshchilov & Hutter 2017). A function of the step
+            alone, so a resumed run follows the same rates.
         seed: seeds the order in which a tensor's examples are drawn, shifted
             by ``GMLIB_SEED`` like every seed (``gmlib.runtime.replicate_seed``).
         checkpoint: a file to save to every ``checkpoint_every`` steps and at
@@ -104,6 +113,8 @@ def train(
     require_int("batch_size", batch_size, low=1)
     require_int("discriminator_steps", discriminator_steps, low=1)
     require_positive("lr", lr)
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
     adversarial = isinstance(model, AdversarialModel)
     if not adversarial and not isinstance(model, GenerativeModel):
         raise ValueError(
@@ -130,6 +141,8 @@ def train(
     began = time.perf_counter()
     bar = tqdm(range(start, total), initial=start, total=total, disable=not progress, mininterval=1.0, leave=False)
     for step in bar:
+        if lr_schedule == "cosine":
+            _set_learning_rates(optimizers, (1 + math.cos(math.pi * step / total)) / 2)
         if adversarial:
             for _ in range(discriminator_steps):
                 d_loss = _step(optimizers["discriminator"], model.discriminator_loss(*draw()), "discriminator", step)
@@ -148,6 +161,13 @@ def train(
         _save_checkpoint(path, model, optimizers, history, draw, total)
     model.eval()
     return TrainResult(steps=total, seconds=time.perf_counter() - began, history=history)
+
+
+def _set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], factor: float) -> None:
+    """Set every parameter group's learning rate to ``factor`` times the rate it started with."""
+    for optimizer in optimizers.values():
+        for group in optimizer.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
 
 def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, name: str, step: int) -> float:

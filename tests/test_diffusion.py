@@ -17,6 +17,7 @@ from gmlib.models.diffusion import (
     gaussian_kl,
     level_posterior_logits,
     time_features,
+    timestep_blocks,
 )
 from gmlib.train import train
 
@@ -37,6 +38,13 @@ class ExactNoise(torch.nn.Module):
 
     def forward(self, xt, t, y=None):
         return (1 - self.schedule.at("alpha_bars", t, xt)).sqrt() * xt
+
+
+def randomized(model):
+    """The model with a random output layer (a fresh Denoiser outputs zeros, which would make tests vacuous)."""
+    torch.nn.init.normal_(model.denoiser.net[-1].weight, std=0.3)
+    torch.nn.init.normal_(model.denoiser.net[-1].bias, std=0.3)
+    return model
 
 
 def in_float64(scheduler, schedule):
@@ -250,7 +258,7 @@ def test_bound_objective_is_an_unbiased_estimate_of_the_bound(schedule):
 
 def test_simple_loss_is_the_mean_squared_noise_error(schedule):
     torch.manual_seed(1)
-    model = DDPM(schedule=schedule, dim=3)
+    model = randomized(DDPM(schedule=schedule, dim=3))
     x = torch.randn(64, 3)
     torch.manual_seed(2)
     loss = model.loss(x)
@@ -288,7 +296,7 @@ def test_level_posterior_rounds_at_low_noise_and_forgets_at_high_noise():
 def test_levels_model_decodes_exactly_when_the_noise_is_below_the_level_spacing():
     """At t = 1 (noise 0.01 against a half-spacing of 1/16) even an untrained levels model has L_0 near 0."""
     schedule = NoiseSchedule.linear(20, beta_start=1e-4, beta_end=0.05)
-    model = DDPM(schedule=schedule, dim=64, levels=17, prediction="levels")
+    model = randomized(DDPM(schedule=schedule, dim=64, levels=17, prediction="levels"))
     x, _ = load_digits("test")
     assert model.reconstruction_term(x[:100]).max() < 0.05  # random logits alone would cost ~64 log 17
 
@@ -309,7 +317,7 @@ def test_training_lowers_the_bound_on_digits():
 
 
 def test_samples_have_the_data_type_and_range(schedule):
-    model = DDPM(schedule=schedule, dim=64, levels=17, prediction="levels", hidden=32, layers=1)
+    model = randomized(DDPM(schedule=schedule, dim=64, levels=17, prediction="levels", hidden=32, layers=1))
     for draw in (model.sample(5), model.ddim_sample(5, steps=7), model.ddim_sample(5, steps=5, eta=1.0)):
         assert draw.shape == (5, 64) and draw.dtype == torch.int64
         assert draw.min() >= 0 and draw.max() <= 16
@@ -318,7 +326,7 @@ def test_samples_have_the_data_type_and_range(schedule):
 
 
 def test_reverse_chain_runs_from_t_down_to_zero(schedule):
-    model = DDPM(schedule=schedule, dim=2, hidden=16, layers=1)
+    model = randomized(DDPM(schedule=schedule, dim=2, hidden=16, layers=1))
     states = list(model.reverse_chain(3, generator=torch.Generator().manual_seed(0)))
     assert [t for t, _ in states] == list(range(T, -1, -1))
     again = model.sample(3, generator=torch.Generator().manual_seed(0))
@@ -328,7 +336,7 @@ def test_reverse_chain_runs_from_t_down_to_zero(schedule):
 def test_ddim_with_eta_one_on_every_step_is_ancestral_sampling_with_beta_tilde(schedule):
     """Song et al.: eta = 1 gives the DDPM posterior variance; on all T steps the two samplers coincide."""
     torch.manual_seed(0)
-    model = DDPM(schedule=schedule, dim=3, variance="beta_tilde", hidden=16, layers=1).double()
+    model = randomized(DDPM(schedule=schedule, dim=3, variance="beta_tilde", hidden=16, layers=1)).double()
     ancestral = model.sample(6, generator=torch.Generator().manual_seed(3))
     ddim = model.ddim_sample(6, steps=T, eta=1.0, generator=torch.Generator().manual_seed(3))
     assert torch.allclose(ancestral, ddim, atol=1e-9)
@@ -338,13 +346,14 @@ def test_ddim_with_eta_one_on_every_step_is_ancestral_sampling_with_beta_tilde(s
 
 def test_guidance_combines_conditional_and_unconditional_noise(schedule):
     torch.manual_seed(0)
-    model = DDPM(schedule=schedule, dim=4, classes=3, hidden=16, layers=1)
+    model = randomized(DDPM(schedule=schedule, dim=4, classes=3, hidden=16, layers=1))
     xt, t, y = torch.randn(5, 4), torch.randint(1, T + 1, (5,)), torch.tensor([0, 1, 2, 0, 1])
     conditional, _ = model.denoise(xt, t, y)
     unconditional, _ = model.denoise(xt, t, torch.full_like(y, 3))
-    assert torch.allclose(model.guided_eps(xt, t, y, 0.0), conditional)
-    assert torch.allclose(model.guided_eps(xt, t, y, 2.0), 3 * conditional - 2 * unconditional, atol=1e-6)
-    assert torch.allclose(model.guided_eps(xt, t, None, 0.0), unconditional)
+    assert not torch.allclose(conditional, unconditional, atol=1e-3)
+    assert torch.allclose(model.guided_eps(xt, t, y, 0.0)[0], conditional)
+    assert torch.allclose(model.guided_eps(xt, t, y, 2.0)[0], 3 * conditional - 2 * unconditional, atol=1e-6)
+    assert torch.allclose(model.guided_eps(xt, t, None, 0.0)[0], unconditional)
 
 
 def test_conditional_model_trains_on_labelled_tuples(schedule):
@@ -357,7 +366,7 @@ def test_conditional_model_trains_on_labelled_tuples(schedule):
 
 
 def test_time_features_are_distinct_and_bounded():
-    f = time_features(torch.arange(1, 1001), steps=1000, dim=32)
+    f = time_features(torch.linspace(-9.2, 9.2, 1000), dim=32)
     assert f.shape == (1000, 32) and f.abs().max() <= 1
     assert torch.cdist(f, f).add(torch.eye(1000) * 10).min() > 1e-3
 
@@ -423,3 +432,58 @@ def test_bad_sampling_and_label_arguments_are_refused(schedule):
         GaussianDiffusion(schedule, std=-1.0)
     with pytest.raises(ValueError, match="variances"):
         GaussianDiffusion(schedule).bound_terms(torch.zeros(3), variances=torch.zeros(T))
+
+
+def test_x0_posterior_variance_is_the_law_of_total_variance(schedule):
+    """sigma^2 = beta_tilde + A^2 Var(x_0 | x_t): beta_tilde when the logits are certain, more when they are not."""
+    model = DDPM(schedule=schedule, dim=2, levels=5, prediction="levels", variance="x0_posterior")
+    t = torch.tensor([10, 10])
+    certain = torch.full((2, 2, 5), -1e4)
+    certain[..., 2] = 0
+    tilde = schedule.at("posterior_variances", t, torch.zeros(2, 2)).float()
+    assert torch.allclose(model.reverse_variance(t, torch.zeros(2, 2), certain), tilde.expand(2, 2))
+    uniform = torch.full((2, 2, 5), math.log(1 / 5))  # levels -1, -0.5, 0, 0.5, 1 equally likely: variance 0.5
+    coef = schedule.at("posterior_x0_coefs", t, torch.zeros(2, 2)).float()
+    expected = tilde + coef**2 * 0.5
+    assert torch.allclose(model.reverse_variance(t, torch.zeros(2, 2), uniform), expected.expand(2, 2), rtol=1e-5)
+    with pytest.raises(ValueError, match="log_probs"):
+        model.reverse_variance(t, torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="x0_posterior"):
+        DDPM(schedule=schedule, dim=2, variance="x0_posterior")
+
+
+def test_log_snr_linear_schedule_spans_its_signal_to_noise_ratios():
+    schedule = NoiseSchedule.log_snr_linear(100, snr_max=1e4, snr_min=1e-4)
+    log_snr = torch.log(schedule.alpha_bars / (1 - schedule.alpha_bars))
+    assert log_snr[0].item() == pytest.approx(math.log(1e4), rel=1e-9)
+    assert log_snr[-1].item() == pytest.approx(math.log(1e-4), rel=1e-9)
+    assert torch.allclose(log_snr.diff(), log_snr.diff()[:1].expand(99), rtol=1e-6)
+    with pytest.raises(ValueError, match="snr_min"):
+        NoiseSchedule.log_snr_linear(10, snr_max=1.0, snr_min=2.0)
+
+
+@pytest.mark.parametrize("steps,strata", [(50, 7), (1000, 100), (10, 9), (5, 1)])
+def test_timestep_blocks_partition_two_to_t(steps, strata):
+    blocks = timestep_blocks(steps, strata)
+    covered = torch.cat([torch.arange(a, b + 1) for a, b in blocks.tolist()])
+    assert torch.equal(covered, torch.arange(2, steps + 1))
+    sizes = blocks[:, 1] - blocks[:, 0] + 1
+    assert sizes.min() >= 1 and sizes.max() - sizes.min() <= 1
+
+
+def test_stratified_terms_estimate_the_exact_sum_without_bias(schedule):
+    """Same model, same x_0: the stratified estimate averages to the full sum over t."""
+    torch.manual_seed(0)
+    model = DDPM(schedule=schedule, dim=1, variance="beta").double()
+    model.denoiser = ExactNoise(schedule)
+    x0 = torch.randn(3000, 1, dtype=torch.float64)
+    exact = GaussianDiffusion(schedule, mean=0.0, std=1.0).bound_terms(x0[:, 0]).sum(1)
+    estimate = model.stratified_terms(x0, strata=7)
+    assert estimate.shape == (3000, 9)
+    diff = estimate.sum(1) - exact
+    assert abs(diff.mean()) < 4 * diff.std() / math.sqrt(3000)
+    blocks = timestep_blocks(T, 7)
+    exact_terms = GaussianDiffusion(schedule, mean=0.0, std=1.0).bound_terms(x0[:, 0])
+    for b, (first, last) in enumerate(blocks.tolist()):  # each block estimates its own partial sum
+        d = estimate[:, b + 1] - exact_terms[:, first - 1 : last].sum(1)
+        assert abs(d.mean()) < 4 * d.std() / math.sqrt(3000) + 1e-9

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -322,3 +324,65 @@ def test_tuple_data_keeps_each_label_with_its_example():
 def test_tuple_data_must_share_its_first_size():
     with pytest.raises(ValueError, match="share their first size"):
         gmlib.train(LabelledRecorder(), (torch.zeros(5, 2), torch.zeros(4)), steps=1, progress=False)
+
+
+def test_cosine_schedule_decays_every_learning_rate_from_lr_to_zero():
+    seen = []
+
+    class LrRecorder(Recorder):
+        def loss(self, x):
+            seen.append(self.optimizer_lr())
+            return super().loss(x)
+
+    model = LrRecorder()
+    optimizers = []
+    original = torch.optim.Adam
+
+    def spy(params, **kwargs):
+        optimizers.append(original(params, **kwargs))
+        return optimizers[-1]
+
+    model.optimizer_lr = lambda: optimizers[0].param_groups[0]["lr"]
+    torch.optim.Adam, saved = spy, torch.optim.Adam
+    try:
+        gmlib.train(model, torch.randn(16, 1), steps=10, lr=0.1, lr_schedule="cosine", progress=False)
+    finally:
+        torch.optim.Adam = saved
+    expected = [0.1 * (1 + math.cos(math.pi * s / 10)) / 2 for s in range(10)]
+    assert seen == pytest.approx(expected, rel=1e-12)
+
+
+def test_cosine_schedule_resumes_exactly_after_a_crash(tmp_path):
+    class Crash(RuntimeError):
+        pass
+
+    class CrashingRecorder(Recorder):
+        def __init__(self, after):
+            super().__init__()
+            self.after = after
+
+        def loss(self, x):
+            if len(self.batches) == self.after:
+                raise Crash
+            return super().loss(x)
+
+    data = torch.randn(32, 1)
+    one = Recorder()
+    gmlib.train(one, data, steps=10, lr=0.1, lr_schedule="cosine", progress=False)
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(Crash):  # killed at step 7, after the checkpoint of step 6
+        gmlib.train(
+            CrashingRecorder(7),
+            data,
+            steps=10,
+            lr=0.1,
+            lr_schedule="cosine",
+            checkpoint=path,
+            checkpoint_every=3,
+            progress=False,
+        )
+    two = Recorder()
+    gmlib.train(two, data, steps=10, lr=0.1, lr_schedule="cosine", checkpoint=path, progress=False)
+    assert len(two.batches) == 4 and torch.allclose(one.w, two.w, rtol=1e-6)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        gmlib.train(Recorder(), data, steps=2, lr_schedule="linear", progress=False)

@@ -16,6 +16,7 @@ from gmlib.models.diffusion.ddpm import (
     ddim_timesteps,
     discretized_gaussian_log_prob,
     gaussian_kl,
+    timestep_blocks,
 )
 from gmlib.models.diffusion.denoisers import Denoiser, level_posterior_logits, time_features
 from gmlib.models.diffusion.gaussian import GaussianDiffusion
@@ -34,4 +35,5 @@ __all__ = [
     "gaussian_kl",
     "level_posterior_logits",
     "time_features",
+    "timestep_blocks",
 ]

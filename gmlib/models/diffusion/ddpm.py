@@ -33,10 +33,10 @@ from gmlib.models.diffusion.schedule import NoiseSchedule
 from gmlib.validation import require_finite, require_int, require_levels, require_nonempty, require_shape
 
 Prediction = Literal["eps", "levels"]
-Variance = Literal["beta", "beta_tilde"]
+Variance = Literal["beta", "beta_tilde", "x0_posterior"]
 Objective = Literal["simple", "bound"]
 PREDICTIONS: tuple[str, ...] = ("eps", "levels")
-VARIANCES: tuple[str, ...] = ("beta", "beta_tilde")
+VARIANCES: tuple[str, ...] = ("beta", "beta_tilde", "x0_posterior")
 OBJECTIVES: tuple[str, ...] = ("simple", "bound")
 
 
@@ -61,12 +61,17 @@ class DDPM(nn.Module):
         prediction: "eps", the network predicts the noise; "levels" (discrete
             data only), it predicts logits over the levels of every pixel, added
             to the single-pixel posterior ``level_posterior_logits``; x_0's
-            posterior mean under them gives eps, and at t = 1 the same logits are
+            posterior mean under them gives eps, and at t = 1 the same log-probabilities are
             the decoder p(x_0 | x_1).
-        variance: sigma_t^2 = beta_t ("beta") or beta_tilde_t ("beta_tilde").
+        variance: sigma_t^2 = beta_t ("beta"), beta_tilde_t ("beta_tilde"), or,
+            for ``prediction="levels"``, per pixel beta_tilde_t + A_t^2
+            Var_theta(x_0 | x_t) ("x0_posterior", eq-x0-posterior-variance): the
+            law of total variance with the model's own uncertainty about x_0
+            (A_t the coefficient of x_0 in the posterior mean; the optimal
+            variance of Bao et al. 2022, per pixel and per x_t).
         objective: "simple" (L_simple, eq-simple-loss) or "bound" (the
             eps-error weighted as in the bound, eq-eps-weight, and L_0).
-        hidden, layers: the denoiser perceptron's width and depth.
+        hidden, layers, dropout: the denoiser perceptron's width, depth and dropout.
         classes: the number of labels of a conditional model (None: unconditional).
         label_dropout: the probability that training hides the label (classifier-free guidance).
     """
@@ -82,6 +87,7 @@ class DDPM(nn.Module):
         objective: Objective = "simple",
         hidden: int = 256,
         layers: int = 3,
+        dropout: float = 0.0,
         classes: int | None = None,
         label_dropout: float = 0.2,
     ) -> None:
@@ -100,14 +106,21 @@ class DDPM(nn.Module):
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if prediction == "levels" and levels is None:
             raise ValueError("prediction='levels' needs discrete data: set levels")
+        if variance == "x0_posterior" and prediction != "levels":
+            raise ValueError("variance='x0_posterior' needs prediction='levels' (a distribution over x_0)")
         if not (isinstance(label_dropout, (int, float)) and 0 <= label_dropout < 1):
             raise ValueError(f"label_dropout must be a number in [0, 1), got {label_dropout!r}")
         self.schedule, self.dim, self.levels, self.classes = schedule, dim, levels, classes
         self.prediction, self.variance, self.objective = prediction, variance, objective
         self.label_dropout = float(label_dropout)
-        outputs = dim * levels if prediction == "levels" else dim
         self.denoiser = Denoiser(
-            dim=dim, outputs=outputs, steps=schedule.steps, hidden=hidden, layers=layers, classes=classes
+            inputs=dim,
+            outputs=dim * levels if prediction == "levels" else dim,
+            log_snr=torch.log(schedule.alpha_bars / (1 - schedule.alpha_bars)),
+            hidden=hidden,
+            layers=layers,
+            dropout=dropout,
+            classes=classes,
         )
         if levels is not None:
             self.register_buffer("centres", torch.linspace(-1.0, 1.0, levels))
@@ -139,31 +152,50 @@ class DDPM(nn.Module):
     def denoise(
         self, xt: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The network's reading of x_t (batch, D) at t (batch,): (eps_theta (batch, D), level logits or None).
+        """The network's reading of x_t (batch, D) at t (batch,): (eps_theta (batch, D), log-probabilities or None).
 
-        The logits (batch, D, L) exist for ``prediction="levels"``; eps is then
+        The log-probabilities (batch, D, L) of x_0's levels exist for
+        ``prediction="levels"``: the network's outputs are logits added to
+        the single-pixel logits (eq-level-posterior); eps is then
         (x_t - sqrt(abar_t) E[x_0]) / sqrt(1 - abar_t) under them.
         """
-        out = self.denoiser(xt, t, y)
         if self.prediction == "eps":
-            return out, None
-        alpha_bar = self.schedule.at("alpha_bars", t, xt)
-        logits = out.view(-1, self.dim, self.levels) + level_posterior_logits(xt, alpha_bar, self.centres)
-        x0 = torch.softmax(logits, -1) @ self.centres
-        return self.schedule.predicted_eps(xt, t, x0), logits
+            return self.denoiser(xt, t, y), None
+        single_pixel = level_posterior_logits(xt, self.schedule.at("alpha_bars", t, xt), self.centres)
+        log_probs = log_softmax(self.denoiser(xt, t, y).view(-1, self.dim, self.levels) + single_pixel, -1)
+        x0 = log_probs.exp() @ self.centres
+        return self.schedule.predicted_eps(xt, t, x0), log_probs
 
-    def guided_eps(self, xt: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, guidance: float) -> torch.Tensor:
-        """(1 + w) eps(x_t, y) - w eps(x_t, no label), classifier-free guidance (eq-cfg); w = 0: eps(x_t, y)."""
-        eps, _ = self.denoise(xt, t, y)
+    def guided_eps(
+        self, xt: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, guidance: float
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(1 + w) eps(x_t, y) - w eps(x_t, no label), classifier-free guidance (eq-cfg), and the levels given y.
+
+        w = 0 (or no labels) is ``denoise`` itself.
+        """
+        eps, log_probs = self.denoise(xt, t, y)
         if guidance == 0 or y is None:
-            return eps
+            return eps, log_probs
         unconditional, _ = self.denoise(xt, t, torch.full_like(y, self.classes))
-        return (1 + guidance) * eps - guidance * unconditional
+        return (1 + guidance) * eps - guidance * unconditional, log_probs
 
-    def reverse_variance(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """sigma_t^2 (batch, 1): beta_t or beta_tilde_t, as ``variance`` chooses."""
-        name = "betas" if self.variance == "beta" else "posterior_variances"
-        return self.schedule.at(name, t, like)
+    def reverse_variance(
+        self, t: torch.Tensor, like: torch.Tensor, log_probs: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """sigma_t^2 as ``variance`` chooses: (batch, 1), or (batch, D) per pixel for "x0_posterior".
+
+        "x0_posterior" needs the levels' ``log_probs`` (batch, D, L) that ``denoise`` returned for x_t.
+        """
+        if self.variance == "beta":
+            return self.schedule.at("betas", t, like)
+        tilde = self.schedule.at("posterior_variances", t, like)
+        if self.variance == "beta_tilde":
+            return tilde
+        if log_probs is None:
+            raise ValueError("variance='x0_posterior' needs the log_probs of x_t's levels")
+        probs = log_probs.exp()
+        spread = (probs @ self.centres**2 - (probs @ self.centres) ** 2).clamp(min=0)  # Var(x_0 | x_t)
+        return tilde + self.schedule.at("posterior_x0_coefs", t, like) ** 2 * spread
 
     # ----- the bound, term by term (eq-ddpm-bound) -------------------------------------------------------------
 
@@ -188,16 +220,16 @@ class DDPM(nn.Module):
         noise = torch.randn_like(x0) if noise is None else noise
         xt = self.schedule.forward_sample(x0, t, noise)
         mean_q, var_q = self.schedule.posterior(x0, xt, t)
-        eps, _ = self.denoise(xt, t, y)
+        eps, log_probs = self.denoise(xt, t, y)
         mean_p = self.schedule.reverse_mean(xt, t, eps)
-        return gaussian_kl(mean_q, var_q, mean_p, self.reverse_variance(t, xt))
+        return gaussian_kl(mean_q, var_q, mean_p, self.reverse_variance(t, xt, log_probs))
 
     def reconstruction_term(
         self, x: torch.Tensor, *, y: torch.Tensor | None = None, noise: torch.Tensor | None = None
     ) -> torch.Tensor:
         """L_0 = -log p_theta(x_0 | x_1) at one draw x_1 ~ q(x_1 | x_0): (batch,).
 
-        Discrete data: the level logits at t = 1 (``prediction="levels"``), or
+        Discrete data: the level log_probs at t = 1 (``prediction="levels"``), or
         DDPM's discretised Gaussian N(mu_theta(x_1, 1), beta_1) integrated over
         each level's bin (eq-discrete-decoder); continuous data: the Gaussian
         density N(x_0; mu_theta(x_1, 1), beta_1).
@@ -206,8 +238,8 @@ class DDPM(nn.Module):
         t = torch.ones(x0.shape[0], dtype=torch.long, device=x0.device)
         noise = torch.randn_like(x0) if noise is None else noise
         x1 = self.schedule.forward_sample(x0, t, noise)
-        eps, logits = self.denoise(x1, t, y)
-        return self._decoder_nll(x0, x1, eps, logits)
+        eps, log_probs = self.denoise(x1, t, y)
+        return self._decoder_nll(x0, x1, eps, log_probs)
 
     @torch.no_grad()
     def terms(self, x: torch.Tensor, *, y: torch.Tensor | None = None, chunk: int = 64) -> torch.Tensor:
@@ -225,6 +257,33 @@ class DDPM(nn.Module):
             repeated = x.repeat(len(ts), 1)
             labels = None if y is None else y.repeat(len(ts))
             columns += list(self.denoising_term(repeated, t, y=labels).view(len(ts), n))
+        columns.append(self.prior_term(x))
+        return torch.stack(columns, dim=1)
+
+    @torch.no_grad()
+    def stratified_terms(
+        self, x: torch.Tensor, *, strata: int, y: torch.Tensor | None = None, chunk: int = 16
+    ) -> torch.Tensor:
+        """An unbiased estimate of the bound's terms in ``strata`` blocks of t: (batch, strata + 2).
+
+        Column 0 is L_0 and the last column L_T, as in ``terms``; column b is
+        the sum of L_{t-1} over block b of t in 2..T (``timestep_blocks``),
+        estimated by |block| L_{t-1} at one t drawn uniformly in the block for
+        each example (stratified sampling of t). The row sums are unbiased for
+        -ELBO at 1/(T/strata) of the cost of ``terms``.
+        """
+        x = self._checked_input(x)
+        n = x.shape[0]
+        blocks = timestep_blocks(self.steps, strata).to(x.device)  # (strata, 2): first and last t of each
+        sizes = blocks[:, 1] - blocks[:, 0] + 1
+        columns = [self.reconstruction_term(x, y=y)]
+        for start in range(0, strata, chunk):
+            part, width = blocks[start : start + chunk], sizes[start : start + chunk]
+            offsets = (torch.rand(len(part), n, device=x.device) * width[:, None]).long()
+            t = (part[:, :1] + offsets).reshape(-1)  # block-major: (len(part) * n,)
+            labels = None if y is None else y.repeat(len(part))
+            values = self.denoising_term(x.repeat(len(part), 1), t, y=labels).view(len(part), n)
+            columns += list(values * width[:, None])
         columns.append(self.prior_term(x))
         return torch.stack(columns, dim=1)
 
@@ -249,7 +308,7 @@ class DDPM(nn.Module):
         t = torch.randint(1, self.steps + 1, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)
         xt = self.schedule.forward_sample(x0, t, noise)
-        eps, logits = self.denoise(xt, t, y)
+        eps, log_probs = self.denoise(xt, t, y)
         if self.objective == "simple":
             return ((noise - eps) ** 2).mean()
         first = t == 1
@@ -259,19 +318,20 @@ class DDPM(nn.Module):
             ts = t[later]
             mean_q, var_q = self.schedule.posterior(x0[later], xt[later], ts)
             mean_p = self.schedule.reverse_mean(xt[later], ts, eps[later])
-            terms[later] = gaussian_kl(mean_q, var_q, mean_p, self.reverse_variance(ts, xt[later]))
+            variance = self.reverse_variance(ts, xt[later], None if log_probs is None else log_probs[later])
+            terms[later] = gaussian_kl(mean_q, var_q, mean_p, variance)
         if first.any():
             terms[first] = self._decoder_nll(
-                x0[first], xt[first], eps[first], None if logits is None else logits[first]
+                x0[first], xt[first], eps[first], None if log_probs is None else log_probs[first]
             )
         return self.steps * terms.mean()
 
     def _decoder_nll(
-        self, x0: torch.Tensor, x1: torch.Tensor, eps: torch.Tensor, logits: torch.Tensor | None
+        self, x0: torch.Tensor, x1: torch.Tensor, eps: torch.Tensor, log_probs: torch.Tensor | None
     ) -> torch.Tensor:
         """-log p_theta(x_0 | x_1) from the network's reading of x_1: (batch,) (see ``reconstruction_term``)."""
-        if logits is not None:
-            return -log_softmax(logits, -1).gather(-1, self.to_levels(x0)[..., None]).squeeze(-1).sum(-1)
+        if log_probs is not None:
+            return -log_probs.gather(-1, self.to_levels(x0)[..., None]).squeeze(-1).sum(-1)
         t = torch.ones(x0.shape[0], dtype=torch.long, device=x0.device)
         mean = self.schedule.reverse_mean(x1, t, eps)
         std = self.schedule.at("betas", t, x1).sqrt()
@@ -306,11 +366,12 @@ class DDPM(nn.Module):
         yield self.steps, xt
         for step in range(self.steps, 0, -1):
             t = torch.full((n,), step, device=xt.device)
-            mean = self.schedule.reverse_mean(xt, t, self.guided_eps(xt, t, y, guidance))
+            eps, log_probs = self.guided_eps(xt, t, y, guidance)
+            mean = self.schedule.reverse_mean(xt, t, eps)
             if step == 1:
                 xt = mean
             else:
-                xt = mean + self.reverse_variance(t, xt).sqrt() * _normal_like(xt, generator)
+                xt = mean + self.reverse_variance(t, xt, log_probs).sqrt() * _normal_like(xt, generator)
             yield step - 1, xt
 
     @torch.no_grad()
@@ -338,7 +399,7 @@ class DDPM(nn.Module):
         timesteps = ddim_timesteps(self.steps, steps).tolist()
         for step, previous in zip(timesteps, timesteps[1:] + [0], strict=True):
             t = torch.full((n,), step, device=xt.device)
-            eps = self.guided_eps(xt, t, y, guidance)
+            eps, _ = self.guided_eps(xt, t, y, guidance)
             noise = _normal_like(xt, generator)
             xt = self.schedule.ddim_step(xt, t, torch.full_like(t, previous), eps, eta=eta, noise=noise)
         return self.to_levels(xt)
@@ -398,6 +459,16 @@ def ddim_timesteps(steps: int, count: int) -> torch.Tensor:
     if count > steps:
         raise ValueError(f"count must be at most steps = {steps}, got {count}")
     return (torch.arange(count) * (steps // count) + 1).flip(0)
+
+
+def timestep_blocks(steps: int, strata: int) -> torch.Tensor:
+    """Split t = 2..T into ``strata`` contiguous blocks of near-equal size: (strata, 2), first and last t of each."""
+    require_int("steps", steps, low=2)
+    require_int("strata", strata, low=1)
+    if strata > steps - 1:
+        raise ValueError(f"strata must be at most T - 1 = {steps - 1}, got {strata}")
+    edges = torch.linspace(2, steps + 1, strata + 1).round().long()
+    return torch.stack([edges[:-1], edges[1:] - 1], dim=1)
 
 
 def discretized_gaussian_log_prob(

@@ -90,6 +90,22 @@ class NoiseSchedule:
         return cls.from_betas(torch.linspace(beta_start, beta_end, steps, dtype=torch.float64))
 
     @classmethod
+    def log_snr_linear(cls, steps: int = 1000, *, snr_max: float = 1e4, snr_min: float = 1e-4) -> Self:
+        """log SNR_t = log(abar_t / (1 - abar_t)) falling linearly from log ``snr_max`` to log ``snr_min``.
+
+        abar_t = sigmoid(log SNR_t), so beta_1 = 1 / (1 + snr_max) and abar_T = snr_min / (1 + snr_min).
+        Every step lowers the signal-to-noise ratio by the same factor, so the
+        noise scales from sqrt(1 / snr_max) to about 1 get equal numbers of steps.
+        """
+        require_int("steps", steps, low=1)
+        require_positive("snr_max", snr_max)
+        require_positive("snr_min", snr_min)
+        if snr_min >= snr_max:
+            raise ValueError(f"snr_min must be below snr_max, got {snr_min!r} >= {snr_max!r}")
+        log_snr = torch.linspace(math.log(snr_max), math.log(snr_min), steps, dtype=torch.float64)
+        return cls.from_alpha_bars(torch.sigmoid(log_snr))
+
+    @classmethod
     def cosine(cls, steps: int = 1000, *, offset: float = 0.008, max_beta: float = 0.999) -> Self:
         """Nichol & Dhariwal's (2021) schedule: abar_t = f(t)/f(0), f(t) = cos^2((t/T + s)/(1 + s) pi/2).
 
