@@ -78,6 +78,7 @@ def train(
     lr: float = 1e-3,
     discriminator_lr: float | None = None,
     betas: tuple[float, float] = (0.9, 0.999),
+    weight_decay: float = 0.0,
     discriminator_steps: int = 1,
     lr_schedule: LrSchedule = "constant",
     seed: int = 0,
@@ -96,6 +97,8 @@ def train(
             ``torch.distributions.Distribution``, or a callable ``n -> (n, *event)``
             that draws fresh samples (toy densities).
         steps: the default training length, before scaling.
+        weight_decay: an L2 penalty (weight_decay / 2) ||theta||^2 on every
+            parameter, added to the loss's gradient by Adam (not decoupled).
         discriminator_steps: k in Algorithm 1; adversarial models only.
         lr_schedule: "constant", or "cosine": every learning rate decays as
             lr (1 + cos(pi s / S)) / 2 from lr at step s = 0 towards 0 at the
@@ -113,6 +116,8 @@ def train(
     require_int("batch_size", batch_size, low=1)
     require_int("discriminator_steps", discriminator_steps, low=1)
     require_positive("lr", lr)
+    if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
     adversarial = isinstance(model, AdversarialModel)
@@ -125,11 +130,13 @@ def train(
 
     if adversarial:
         optimizers = {
-            "discriminator": torch.optim.Adam(model.discriminator.parameters(), lr=discriminator_lr or lr, betas=betas),
-            "generator": torch.optim.Adam(model.generator.parameters(), lr=lr, betas=betas),
+            "discriminator": torch.optim.Adam(
+                model.discriminator.parameters(), lr=discriminator_lr or lr, betas=betas, weight_decay=weight_decay
+            ),
+            "generator": torch.optim.Adam(model.generator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay),
         }
     else:
-        optimizers = {"loss": torch.optim.Adam(model.parameters(), lr=lr, betas=betas)}
+        optimizers = {"loss": torch.optim.Adam(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)}
     history: dict[str, list[float]] = {name: [] for name in optimizers}
 
     start = 0

@@ -60,6 +60,12 @@ def require_positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
+def require_fraction(name: str, value: float) -> None:
+    """Raise unless ``value`` is a number (not a bool) in [0, 1): a dropout rate, a probability of hiding a label."""
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1):
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+
+
 def sum_tolerance(dtype: torch.dtype, n: int, *, atol: float = 1e-6) -> float:
     """How far from 1 the sum of a valid probability vector of ``n`` entries of ``dtype`` may be.
 

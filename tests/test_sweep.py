@@ -81,7 +81,10 @@ def test_read_records_keeps_the_last_value_and_allows_a_missing_file(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--chapters", "mle", "nope"], "--chapters: unknown chapter 'nope'; valid: diffusion, flows, gan, mle, "),
+        (
+            ["--chapters", "mle", "nope"],
+            "--chapters: unknown chapter 'nope'; valid: autoregressive, diffusion, flows, gan, ",
+        ),
         (["--seeds", "0"], "--seeds must be an int >= 1, got 0"),
         (["--jobs", "0"], "--jobs must be an int >= 1, got 0"),
     ],

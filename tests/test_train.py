@@ -386,3 +386,24 @@ def test_cosine_schedule_resumes_exactly_after_a_crash(tmp_path):
     assert len(two.batches) == 4 and torch.allclose(one.w, two.w, rtol=1e-6)
     with pytest.raises(ValueError, match="lr_schedule"):
         gmlib.train(Recorder(), data, steps=2, lr_schedule="linear", progress=False)
+
+
+def test_weight_decay_is_an_l2_penalty_on_the_gradient():
+    """Adam with weight_decay w takes the steps of the loss plus (w / 2) ||theta||^2."""
+    data = torch.full((16, 1), 3.0)  # the loss pulls theta up towards 3; a strong decay pulls it down
+
+    def start_at_one(model):
+        with torch.no_grad():
+            model.w.fill_(1.0)
+        return model
+
+    decayed, penalised, plain = start_at_one(Recorder()), start_at_one(Recorder()), start_at_one(Recorder())
+    gmlib.train(decayed, data, steps=5, lr=0.1, weight_decay=10.0, progress=False)
+    original = penalised.loss
+    penalised.loss = lambda x: original(x) + 5.0 * (penalised.w**2).sum()
+    gmlib.train(penalised, data, steps=5, lr=0.1, progress=False)
+    gmlib.train(plain, data, steps=5, lr=0.1, progress=False)
+    assert torch.allclose(decayed.w, penalised.w, atol=1e-6)
+    assert decayed.w.item() < 1.0 < plain.w.item()
+    with pytest.raises(ValueError, match="weight_decay"):
+        gmlib.train(Recorder(), data, steps=1, weight_decay=-1.0, progress=False)

@@ -7,6 +7,7 @@ import torch
 
 from gmlib.validation import (
     require_finite,
+    require_fraction,
     require_int,
     require_levels,
     require_nonempty,
@@ -120,3 +121,14 @@ def test_require_levels_names_the_argument_and_the_range(x, message):
     with pytest.raises(ValueError, match=message):
         require_levels("x", x, 17)
     require_levels("x", torch.tensor([[0, 16]]), 17)  # the two ends are levels
+
+
+@pytest.mark.parametrize("value", [0, 0.0, 0.5, 0.999])
+def test_require_fraction_accepts_numbers_in_zero_one(value):
+    require_fraction("dropout", value)
+
+
+@pytest.mark.parametrize("value", [1, 1.0, -0.1, True, "0.5", None, float("nan")])
+def test_require_fraction_names_the_argument(value):
+    with pytest.raises(ValueError, match="rate must be a number in"):
+        require_fraction("rate", value)

@@ -1,6 +1,7 @@
 """Models, one module per family; all meet the contracts in ``protocol``."""
 
 from gmlib.models.autoencoders import AdversarialAutoencoder, Autoencoder
+from gmlib.models.autoregressive import MADE, AutoregressiveModel, CausalTransformer, PixelCNN
 from gmlib.models.discrete_vae import DiscreteVAE
 from gmlib.models.flow_vae import FlowVAE
 from gmlib.models.flows import Flow
@@ -11,6 +12,10 @@ from gmlib.models.protocol import AdversarialModel, GenerativeModel
 from gmlib.models.vae import VAE
 
 __all__ = [
+    "MADE",
+    "AutoregressiveModel",
+    "CausalTransformer",
+    "PixelCNN",
     "GAN",
     "DivergenceEstimator",
     "MomentMatchingGenerator",

@@ -5,7 +5,7 @@ import math
 import torch
 from torch import nn
 
-from gmlib.validation import require_int
+from gmlib.validation import require_fraction, require_int
 
 
 class ReplicaLinear(nn.Module):
@@ -53,8 +53,7 @@ def mlp(
         require_int(name, value, low=1)
     if replicas is not None:
         require_int("replicas", replicas, low=1)
-    if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    require_fraction("dropout", dropout)
 
     def linear(a: int, b: int) -> nn.Module:
         return nn.Linear(a, b) if replicas is None else ReplicaLinear(a, b, replicas=replicas)

@@ -31,6 +31,7 @@ from torch.nn.functional import softplus
 from gmlib.models.nets import mlp
 from gmlib.validation import (
     require_finite,
+    require_fraction,
     require_int,
     require_levels,
     require_nonempty,
@@ -116,8 +117,7 @@ class VAE(nn.Module):
         if gaussian_std is not None:
             require_positive("gaussian_std", gaussian_std)
         require_positive("std_floor", std_floor)
-        if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        require_fraction("dropout", dropout)
         self.data_dim, self.latent_dim, self.levels = data_dim, latent_dim, levels
         self.decoder_kind, self.prior_kind = decoder, prior
         self.beta = float(beta)

@@ -30,7 +30,14 @@ from torch.nn.functional import log_softmax
 
 from gmlib.models.diffusion.denoisers import Denoiser, level_posterior_logits
 from gmlib.models.diffusion.schedule import NoiseSchedule
-from gmlib.validation import require_finite, require_int, require_levels, require_nonempty, require_shape
+from gmlib.validation import (
+    require_finite,
+    require_fraction,
+    require_int,
+    require_levels,
+    require_nonempty,
+    require_shape,
+)
 
 Prediction = Literal["eps", "levels"]
 Variance = Literal["beta", "beta_tilde", "x0_posterior"]
@@ -108,8 +115,7 @@ class DDPM(nn.Module):
             raise ValueError("prediction='levels' needs discrete data: set levels")
         if variance == "x0_posterior" and prediction != "levels":
             raise ValueError("variance='x0_posterior' needs prediction='levels' (a distribution over x_0)")
-        if not (isinstance(label_dropout, (int, float)) and 0 <= label_dropout < 1):
-            raise ValueError(f"label_dropout must be a number in [0, 1), got {label_dropout!r}")
+        require_fraction("label_dropout", label_dropout)
         self.schedule, self.dim, self.levels, self.classes = schedule, dim, levels, classes
         self.prediction, self.variance, self.objective = prediction, variance, objective
         self.label_dropout = float(label_dropout)

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from gmlib.validation import require_int
+from gmlib.validation import require_fraction, require_int
 
 
 def time_features(log_snr: torch.Tensor, *, dim: int) -> torch.Tensor:
@@ -60,8 +60,7 @@ class Denoiser(nn.Module):
             require_int(name, value, low=1)
         if classes is not None:
             require_int("classes", classes, low=1)
-        if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        require_fraction("dropout", dropout)
         self.time_dim, self.classes = time_dim, classes
         self.register_buffer("log_snr", log_snr.detach().float().clone())
         self.label_embedding = None if classes is None else nn.Embedding(classes + 1, time_dim)
