@@ -13,12 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
+from gmlib.models.diffusion.ddpm import gaussian_kl
 from gmlib.models.diffusion.schedule import NoiseSchedule
 from gmlib.validation import require_finite, require_positive, require_tensor
-
-
-def _gaussian_kl_1d(mean_q, var_q, mean_p, var_p):
-    return 0.5 * (torch.log(var_p / var_q) + (var_q + (mean_q - mean_p) ** 2) / var_p - 1)
 
 
 @dataclass(frozen=True)
@@ -102,7 +99,7 @@ class GaussianDiffusion:
         kl = 0.5 * (torch.log(v / s.posterior_variances) + (s.posterior_variances + mean_gap**2 + spread) / v - 1)
         decoder_gap = x - a[0] * abar[0].sqrt() * x - b[0]
         first = 0.5 * torch.log(2 * math.pi * v[0]) + (decoder_gap**2 + a[0] ** 2 * (1 - abar[0])) / (2 * v[0])
-        last = _gaussian_kl_1d(abar[-1].sqrt() * x, 1 - abar[-1], torch.zeros(()), torch.ones(()))
+        last = gaussian_kl(abar[-1].sqrt() * x, 1 - abar[-1], torch.zeros(()), torch.ones(()))[:, None]
         return torch.cat([first, kl[:, 1:], last], dim=1)
 
     def model_log_prob(self, x0: torch.Tensor, *, variances: torch.Tensor | None = None) -> torch.Tensor:
@@ -126,4 +123,4 @@ class GaussianDiffusion:
     def prior_mismatch(self) -> float:
         """KL(q(x_T) || N(0, 1)): what the mean bound exceeds the data entropy by (eq-gaussian-bound-mean)."""
         m, var = self.marginal()
-        return _gaussian_kl_1d(m[-1], var[-1], torch.zeros(()), torch.ones(())).item()
+        return gaussian_kl(m[-1:], var[-1], torch.zeros(()), torch.ones(())).item()
