@@ -3,6 +3,7 @@
 from gmlib.models.autoencoders import AdversarialAutoencoder, Autoencoder
 from gmlib.models.autoregressive import MADE, AutoregressiveModel, CausalTransformer, PixelCNN
 from gmlib.models.discrete_vae import DiscreteVAE
+from gmlib.models.energy import RBM, EnergyModel, ScoreModel
 from gmlib.models.flow_vae import FlowVAE
 from gmlib.models.flows import Flow
 from gmlib.models.gan import GAN, DivergenceEstimator, MomentMatchingGenerator
@@ -16,6 +17,9 @@ __all__ = [
     "AutoregressiveModel",
     "CausalTransformer",
     "PixelCNN",
+    "RBM",
+    "EnergyModel",
+    "ScoreModel",
     "GAN",
     "DivergenceEstimator",
     "MomentMatchingGenerator",
