@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from gmlib.models.protocol import AdversarialModel, GenerativeModel
+from gmlib.protocol import is_adversarial, is_generative
 from gmlib.runtime import replicate_seed
 from gmlib.validation import require_finite, require_int, require_positive
 
@@ -44,12 +44,15 @@ class TrainResult:
 
     ``history`` maps each loss name ("loss", or "discriminator" and "generator")
     to its value at every step; ``seconds`` is the wall-clock training time of
-    this call (a resumed run counts only its own steps).
+    this call (a resumed run counts only its own steps). ``cached`` is True when
+    ``gmlib.trained`` loaded the model from its cache instead of training it;
+    ``steps``, ``seconds`` and ``history`` are then those of the original run.
     """
 
     steps: int
     seconds: float
     history: dict[str, list[float]] = field(default_factory=dict)
+    cached: bool = False
 
 
 def training_scale() -> float:
@@ -90,7 +93,7 @@ def train(
 
     Args:
         model: a ``GenerativeModel`` or an ``AdversarialModel`` (see
-            ``gmlib.models.protocol``), already on its device.
+            ``gmlib.protocol``), already on its device.
         data: a tensor (N, *event) to draw minibatches from, a tuple of
             tensors with the same N (examples and their labels: the model's
             ``loss(x, y)`` receives one minibatch of each), a
@@ -120,8 +123,8 @@ def train(
         raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
-    adversarial = isinstance(model, AdversarialModel)
-    if not adversarial and not isinstance(model, GenerativeModel):
+    adversarial = is_adversarial(model)
+    if not adversarial and not is_generative(model):
         raise ValueError(
             f"model must define loss(x) and sample(n), or the adversarial pair, got {type(model).__name__}"
         )

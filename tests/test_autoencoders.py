@@ -6,8 +6,8 @@ from torch.nn.functional import binary_cross_entropy_with_logits, log_softmax
 
 import gmlib
 from gmlib.divergences import mmd
-from gmlib.models import AdversarialAutoencoder, Autoencoder, GenerativeModel
-from gmlib.models.protocol import AdversarialModel
+from gmlib.models import AdversarialAutoencoder, Autoencoder
+from gmlib.protocol import is_adversarial, is_generative
 
 
 def digits_like(n: int = 32) -> torch.Tensor:
@@ -44,7 +44,7 @@ def test_autoencoder_refuses_input_outside_the_levels():
 
 def test_adversarial_autoencoder_losses_are_the_gan_losses_on_codes():
     model = AdversarialAutoencoder(latent_dim=2, hidden=16, adversarial_weight=3.0)
-    assert isinstance(model, AdversarialModel) and isinstance(model, GenerativeModel)
+    assert is_adversarial(model) and is_generative(model)
     x = digits_like(16)
     torch.manual_seed(4)
     d_loss = model.discriminator_loss(x)

@@ -284,3 +284,181 @@ def test_frechet_distance_refuses_bad_input(a, b, message):
 
     with pytest.raises(ValueError, match=message):
         frechet_distance(a, b)
+
+
+# --- precision and recall, nearest distances -----------------------------------------------------------------
+
+
+def _brute_precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int) -> tuple[float, float]:
+    """Kynkaanniemi et al. 2019 written out with Python loops and math.dist, one point at a time."""
+
+    def manifold(points):  # [(centre, radius)], radius the distance to the k-th nearest other point
+        return [
+            (p, sorted(math.dist(p, q) for j, q in enumerate(points) if j != i)[k - 1]) for i, p in enumerate(points)
+        ]
+
+    def share_inside(queries, balls):
+        return sum(any(math.dist(x, c) <= r for c, r in balls) for x in queries) / len(queries)
+
+    real, fake = real.tolist(), fake.tolist()
+    return share_inside(fake, manifold(real)), share_inside(real, manifold(fake))
+
+
+def _blobs(n: int, centres: list[tuple[float, float]], *, seed: int) -> torch.Tensor:
+    """n standard Gaussian draws around each centre: (n * len(centres), 2)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.cat([torch.randn(n, 2, generator=gen) + torch.tensor(c) for c in centres])
+
+
+@pytest.mark.parametrize(("offset", "unit"), [(0.0, 1.0), (1e6, 1 / 16)])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_precision_recall_matches_the_definition_written_as_loops(k, offset, unit):
+    """Against loops of math.dist; also on a small cloud a million from the origin, where distances through
+    matrix products (|x|^2 + |y|^2 - 2 x.y) carry errors of ~0.03 and would misplace points near a boundary."""
+    from gmlib.metrics import precision_recall
+
+    gen = torch.Generator().manual_seed(k)
+    real = torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    real = unit * torch.cat([real, real[:6]]) + offset  # repeated points: a repeat is a neighbour at distance 0
+    fake = unit * (0.8 * torch.randn(30, 3, generator=gen, dtype=torch.float64) + 0.5) + offset
+    fake = torch.cat([fake, real[[2, 3, 10, 11]]])  # copies of real points, two of them repeated ones
+    expected = _brute_precision_recall(real, fake, k)
+    assert 0 < expected[0] < 1 and 0 < expected[1] < 1  # not a degenerate case
+    assert precision_recall(real, fake, k=k) == expected
+    if offset == 0:
+        assert precision_recall(real.float(), fake.float(), k=k) == expected  # float32 in, float64 inside
+    # swapping the sets swaps the two numbers (recall is precision with the roles exchanged)
+    assert precision_recall(fake, real, k=k) == expected[::-1]
+
+
+def test_precision_recall_of_a_set_with_itself_is_one_and_of_a_far_set_zero():
+    from gmlib.metrics import precision_recall
+
+    real = _blobs(100, [(0.0, 0.0)], seed=0)
+    assert precision_recall(real, real.clone()) == (1.0, 1.0)  # every point is the centre of its own ball
+    assert precision_recall(real, real + 100.0) == (0.0, 0.0)  # radii are a few units; the sets are 100 apart
+
+
+def test_precision_recall_of_a_model_that_drops_a_mode():
+    """Real: two blobs 20 apart; fake: fresh draws of the first blob only.
+
+    Every fake point lies where real points are, so precision is near 1 (only
+    tail draws fall outside the balls: 0-7.5% at 200 points in 2D, k = 3, over
+    seeds 0-9); no real point of the second blob lies within reach of a fake
+    ball (radii of a few units against a gap of 20), so recall is at most 1/2
+    exactly, and near it because the first blob is covered (91-100% of it over
+    those seeds: recall 0.455-0.4975; the bars leave a margin below).
+    """
+    from gmlib.metrics import precision_recall
+
+    for seed in range(3):
+        real = _blobs(200, [(-10.0, 0.0), (10.0, 0.0)], seed=seed)
+        fake = _blobs(200, [(-10.0, 0.0)], seed=100 + seed)
+        precision, recall = precision_recall(real, fake)
+        assert precision > 0.9
+        assert 0.4 < recall <= 0.5
+        both = _blobs(200, [(-10.0, 0.0), (10.0, 0.0)], seed=200 + seed)
+        assert precision_recall(real, both)[1] > 0.9  # the same blobs, both modes: recall recovers
+
+
+def test_precision_recall_balls_are_closed_and_exact_far_from_the_origin():
+    """Points on a line at spacing u = 1/64, about a million from 0: every tie below is exact.
+
+    Real points 0, u, 2u, 3u (k = 1: every radius is u) and fake points -u,
+    1.5u, 4u, 5u (radii 2.5u, 2.5u, u, u), all shifted by the same offset (the
+    shifted values and their differences are exact in float64). Fake -u and 4u
+    lie exactly u from a real point: inside, since the balls are closed; 5u
+    does not. Every real point is inside a fake ball (3u exactly on the
+    boundary of 4u's). Distances through matrix products, |x|^2 + |y|^2 - 2 x.y,
+    would carry errors of ~1e-2 here, as large as the spacing.
+    """
+    from gmlib.metrics import precision_recall
+
+    offset, u = 1e6 + 0.3, 1 / 64
+    real = offset + u * torch.tensor([[0.0], [1.0], [2.0], [3.0]], dtype=torch.float64)
+    fake = offset + u * torch.tensor([[-1.0], [1.5], [4.0], [5.0]], dtype=torch.float64)
+    assert (fake[2] - real[3]).item() == u and (real[0] - fake[0]).item() == u  # the ties are exact
+    assert precision_recall(real, fake, k=1) == (0.75, 1.0)
+    assert precision_recall(real, fake, k=3) == (1.0, 1.0)  # radii 3u (real) and 6u, 3.5u, 5u, 6u (fake)
+
+
+@pytest.mark.parametrize(
+    ("real", "fake", "k", "message"),
+    [
+        (torch.zeros(10), torch.zeros(10, 2), 3, "real must have shape"),
+        (torch.zeros(10, 2), torch.zeros(10, 2, 1), 3, "fake must have shape"),
+        (torch.zeros(10, 2), torch.zeros(10, 3), 3, r"fake must have shape \(\*, 2\)"),
+        ([[0.0, 1.0]] * 10, torch.zeros(10, 2), 3, "real must be a torch.Tensor"),
+        (torch.full((10, 2), math.nan), torch.zeros(10, 2), 3, "real must be finite"),
+        (torch.zeros(10, 2), torch.full((10, 2), math.inf), 3, "fake must be finite"),
+        (torch.zeros(10, 2), torch.zeros(10, 2), 0, "k must be an int >= 1"),
+        (torch.zeros(10, 2), torch.zeros(10, 2), 2.0, "k must be an int >= 1"),
+        (torch.zeros(3, 2), torch.zeros(10, 2), 3, "real must hold at least 4 points"),
+        (torch.zeros(10, 2), torch.zeros(3, 2), 3, "fake must hold at least 4 points"),
+        (torch.zeros(10, 0), torch.zeros(10, 0), 3, "real must hold .* at least one coordinate"),
+    ],
+)
+def test_precision_recall_refuses_bad_input(real, fake, k, message):
+    from gmlib.metrics import precision_recall
+
+    with pytest.raises(ValueError, match=message):
+        precision_recall(real, fake, k=k)
+
+
+def test_nearest_distances_match_a_loop_and_are_exactly_zero_for_copies(monkeypatch):
+    import gmlib.metrics
+    from gmlib.metrics import nearest_distances, nearest_neighbour_labels
+
+    gen = torch.Generator().manual_seed(0)
+    reference = 50.0 + torch.randn(70, 4, generator=gen, dtype=torch.float64)  # far from 0: cancellation-prone
+    queries = torch.cat([50.0 + torch.randn(25, 4, generator=gen, dtype=torch.float64), reference[[3, 41, 69]]])
+    by_loop = torch.tensor(
+        [min(math.dist(q, r) for r in reference.tolist()) for q in queries.tolist()], dtype=torch.float64
+    )
+    distances = nearest_distances(queries, reference)
+    assert distances.dtype == torch.float64 and distances.shape == (28,)
+    assert torch.allclose(distances, by_loop, rtol=1e-12, atol=0)
+    assert distances[-3:].tolist() == [0.0, 0.0, 0.0]  # a copied training point is at distance exactly 0
+    # the same numbers when the distance matrix is cut into blocks of one or a few rows
+    for entries in (1, 150, 10_000):
+        monkeypatch.setattr(gmlib.metrics, "_BLOCK_ENTRIES", entries)
+        assert torch.equal(nearest_distances(queries, reference), distances)
+    # one search behind both functions
+    labels = torch.arange(70) % 7
+    distance, label = nearest_neighbour_labels(queries, reference, labels)
+    assert torch.equal(distance, distances) and torch.equal(label[-3:], labels[[3, 41, 69]])
+
+
+@pytest.mark.parametrize(
+    ("queries", "reference", "message"),
+    [
+        (torch.zeros(5), torch.zeros(5, 2), "queries must have shape"),
+        (torch.zeros(5, 2), torch.zeros(5, 3), r"reference must have shape \(\*, 2\)"),
+        (torch.zeros(0, 2), torch.zeros(5, 2), "queries must hold at least 1 point"),
+        (torch.zeros(5, 2), torch.zeros(0, 2), "reference must hold at least 1 point"),
+        (torch.tensor([[0.0, math.nan]]), torch.zeros(5, 2), "queries must be finite"),
+        (torch.zeros(5, 2), torch.tensor([[0.0, math.inf]]), "reference must be finite"),
+        ([[0.0, 1.0]], torch.zeros(5, 2), "queries must be a torch.Tensor"),
+    ],
+)
+def test_nearest_distances_refuse_bad_input(queries, reference, message):
+    from gmlib.metrics import nearest_distances
+
+    with pytest.raises(ValueError, match=message):
+        nearest_distances(queries, reference)
+
+
+def test_nearest_neighbour_labels_refuse_an_empty_or_non_finite_reference():
+    from gmlib.metrics import nearest_neighbour_labels
+
+    with pytest.raises(ValueError, match="reference must hold at least 1 point"):
+        nearest_neighbour_labels(torch.zeros(3, 2), torch.zeros(0, 2), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="reference must be finite"):
+        nearest_neighbour_labels(torch.zeros(3, 2), torch.full((4, 2), math.nan), torch.zeros(4, dtype=torch.long))
+
+
+def test_frechet_distance_refuses_features_without_a_feature():
+    from gmlib.metrics import frechet_distance
+
+    with pytest.raises(ValueError, match="features_a must hold at least one feature"):
+        frechet_distance(torch.zeros(5, 0), torch.zeros(5, 0))

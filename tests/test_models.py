@@ -19,6 +19,7 @@ from gmlib.models import (
 )
 from gmlib.models.energy import RBM, EnergyModel, ScoreModel
 from gmlib.models.flows import Dequantized, digits_flow, planar_flow, radial_flow, realnvp, spline_flow
+from gmlib.protocol import is_generative
 
 MODELS = {
     "flow-planar": lambda: (planar_flow(layers=4), torch.randn(64, 2) * 0.5 + 1.0),
@@ -70,7 +71,7 @@ def model_and_batch(request):
 
 def test_model_meets_the_protocol(model_and_batch):
     model, _ = model_and_batch
-    assert isinstance(model, GenerativeModel)
+    assert is_generative(model) and isinstance(model, GenerativeModel)
 
 
 def test_loss_is_a_scalar_and_samples_have_the_event_shape(model_and_batch):

@@ -83,7 +83,7 @@ def test_read_records_keeps_the_last_value_and_allows_a_missing_file(tmp_path):
     [
         (
             ["--chapters", "mle", "nope"],
-            "--chapters: unknown chapter 'nope'; valid: autoregressive, diffusion, energy, flows, ",
+            "--chapters: unknown chapter 'nope'; valid: autoregressive, comparison, diffusion, energy, ",
         ),
         (["--seeds", "0"], "--seeds must be an int >= 1, got 0"),
         (["--jobs", "0"], "--jobs must be an int >= 1, got 0"),

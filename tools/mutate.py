@@ -47,7 +47,7 @@ PACKAGE = "gmlib"
 #: Modules whose tests do not live in tests/test_<module>.py, or that several test files exercise.
 EXTRA_TESTS: dict[str, list[str]] = {
     "discrete_vae": ["tests/test_vae.py"],
-    "protocol": ["tests/test_models.py", "tests/test_train.py"],
+    "protocol": ["tests/test_models.py", "tests/test_train.py", "tests/test_gan.py", "tests/test_autoencoders.py"],
     "validation": ["tests/test_validation.py", "tests/test_divergences.py", "tests/test_data.py"],
 }
 #: Left out by default: pure presentation (matplotlib styling, figure layout), no number the book asserts.

@@ -1,4 +1,4 @@
-"""Models, one module per family; all meet the contracts in ``protocol``."""
+"""Models, one module per family; all meet the contracts in ``gmlib.protocol``."""
 
 from gmlib.models.autoencoders import AdversarialAutoencoder, Autoencoder
 from gmlib.models.autoregressive import MADE, AutoregressiveModel, CausalTransformer, PixelCNN
@@ -9,8 +9,8 @@ from gmlib.models.flows import Flow
 from gmlib.models.gan import GAN, DivergenceEstimator, MomentMatchingGenerator
 from gmlib.models.hierarchical_vae import HierarchicalVAE
 from gmlib.models.mixture import GaussianMixture
-from gmlib.models.protocol import AdversarialModel, GenerativeModel
 from gmlib.models.vae import VAE
+from gmlib.protocol import AdversarialModel, GenerativeModel
 
 __all__ = [
     "MADE",

@@ -3,6 +3,14 @@
 A *likelihood-style* model (VAE, flow, diffusion, autoregressive, EBM, mixture)
 minimises one scalar ``loss(x)``. An *adversarial* model (the GAN family) has a
 generator and a discriminator with a loss each, and the trainer alternates them.
+
+The contracts live beside the trainer (``gmlib.train``), not among the models,
+so that the trainer imports nothing model-specific. ``is_generative`` and
+``is_adversarial`` are the checks the trainer makes: they look attributes up
+with ``getattr``, which sees an ``nn.Module``'s submodules, whereas
+``isinstance`` against a runtime-checkable protocol does not from Python 3.12
+on (it uses ``inspect.getattr_static``, and ``generator`` and ``discriminator``
+live in ``Module._modules``).
 """
 
 from typing import Protocol, runtime_checkable
@@ -45,3 +53,15 @@ class AdversarialModel(Protocol):
     def generator_loss(self, x: torch.Tensor) -> torch.Tensor: ...
 
     def sample(self, n: int) -> torch.Tensor: ...
+
+
+def is_generative(model: object) -> bool:
+    """True when ``model`` has callable ``loss`` and ``sample`` (the ``GenerativeModel`` contract)."""
+    return all(callable(getattr(model, name, None)) for name in ("loss", "sample"))
+
+
+def is_adversarial(model: object) -> bool:
+    """True when ``model`` meets the ``AdversarialModel`` contract: two player modules and a loss for each."""
+    players = all(isinstance(getattr(model, name, None), nn.Module) for name in ("generator", "discriminator"))
+    losses = ("discriminator_loss", "generator_loss", "sample")
+    return players and all(callable(getattr(model, name, None)) for name in losses)
