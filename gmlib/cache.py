@@ -42,6 +42,7 @@ import torch
 from torch import nn
 from torch.distributions.utils import lazy_property
 
+from gmlib import distributed
 from gmlib.runtime import SEED_VARIABLE, replicate, replicate_seed, seed_everything
 from gmlib.train import SCALE_VARIABLE, TrainResult, train, training_scale
 
@@ -243,7 +244,9 @@ def trained(
     eval mode and restores the torch random state the original training left
     behind; a miss trains with ``gmlib.train(model, data, seed=seed,
     progress=False, **train_options)`` (``progress`` may be given) and stores
-    the result. Either way the caller gets what a cold run gives.
+    the result. Either way the caller gets what a cold run gives. Under
+    ``torchrun`` (a process group, ``gmlib.distributed``) the cache is not
+    used: every rank would write the same entry, so the model is trained.
 
     Args:
         build: a factory ``() -> nn.Module``; called once per call.
@@ -266,7 +269,7 @@ def trained(
     if name is not None and not (isinstance(name, str) and _NAME.match(name)):
         raise ValueError(f"name must be a plain file name (letters, digits, _ . -), got {name!r}")
     options = {"progress": False} | train_options
-    directory = cache_dir()
+    directory = None if distributed.current() is not None else cache_dir()
     data_hash = None if directory is None else data_fingerprint(data)  # refuse uncacheable data before building
     seed_everything(seed)
     model = build()

@@ -8,8 +8,13 @@ The training length of every chapter scales with one knob, the environment
 variable ``GMLIB_TRAIN_SCALE`` (default 1): ``GMLIB_TRAIN_SCALE=4 jupyter-book
 build .`` trains every model four times longer. ``GMLIB_SEED`` shifts every
 seed (``gmlib.runtime``), so a run with ``GMLIB_SEED=k`` is a replicate.
+
+Under ``torchrun`` (a process group of several processes) the same loop
+trains data-parallel, each rank on its part of every batch, with gradients
+averaged by DistributedDataParallel; ``gmlib.distributed`` says how.
 """
 
+import contextlib
 import math
 import os
 import tempfile
@@ -23,9 +28,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from gmlib import distributed
 from gmlib.protocol import is_adversarial, is_generative
 from gmlib.runtime import replicate_seed
-from gmlib.validation import require_finite, require_int, require_positive
+from gmlib.validation import require_finite, require_int, require_nonnegative, require_positive
 
 Data = torch.Tensor | tuple[torch.Tensor, ...] | torch.distributions.Distribution | Callable[[int], torch.Tensor]
 
@@ -88,6 +94,7 @@ def train(
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 500,
     progress: bool = True,
+    autocast: bool = False,
 ) -> TrainResult:
     """Train ``model`` on ``data`` for ``steps`` x ``GMLIB_TRAIN_SCALE`` steps.
 
@@ -111,25 +118,39 @@ def train(
             by ``GMLIB_SEED`` like every seed (``gmlib.runtime.replicate_seed``).
         checkpoint: a file to save to every ``checkpoint_every`` steps and at
             the end (atomically); if it exists, training resumes from it.
+        autocast: compute each loss under ``torch.autocast`` in bfloat16 on the
+            model's device (matrix products and convolutions in bfloat16; the
+            backward pass and Adam in the parameters' own dtype). Off by default.
+
+    Under ``torchrun`` (``gmlib.distributed``) each of the P processes takes
+    batch_size / P examples of every batch of ``batch_size``; the history
+    holds the losses averaged over the processes; rank 0 alone shows progress
+    and writes the checkpoint, which every rank resumes from.
 
     Raises:
         TrainingDiverged: when a loss is NaN or infinite, naming the step.
+        ValueError: naming ``batch_size`` when the number of processes does not
+            divide it, or ``checkpoint`` when it was written by another number
+            of processes.
     """
     total = scaled_steps(steps)
     require_int("batch_size", batch_size, low=1)
     require_int("discriminator_steps", discriminator_steps, low=1)
     require_positive("lr", lr)
-    if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    require_nonnegative("weight_decay", weight_decay)
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+    if not isinstance(autocast, bool):
+        raise ValueError(f"autocast must be True or False, got {autocast!r}")
     adversarial = is_adversarial(model)
     if not adversarial and not is_generative(model):
         raise ValueError(
             f"model must define loss(x) and sample(n), or the adversarial pair, got {type(model).__name__}"
         )
     device = next(model.parameters()).device
-    draw = _Batches(data, batch_size, replicate_seed(seed), device)
+    group = distributed.current()  # None for one process: the plain loop
+    shard = None if group is None else group.shard(batch_size)
+    draw = _Batches(data, batch_size, replicate_seed(seed), device, shard=shard)
 
     if adversarial:
         optimizers = {
@@ -141,34 +162,60 @@ def train(
     else:
         optimizers = {"loss": torch.optim.Adam(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)}
     history: dict[str, list[float]] = {name: [] for name in optimizers}
+    if adversarial:
+        losses = {"discriminator": model.discriminator_loss, "generator": model.generator_loss}
+    else:
+        losses = {"loss": model.loss}
 
     start = 0
     path = Path(checkpoint) if checkpoint is not None else None
+    if group is not None:
+        group.fork_rng()
     if path is not None and path.exists():
-        start = _load_checkpoint(path, model, optimizers, history, draw)
+        start = _load_checkpoint(path, model, optimizers, history, draw, group)
+    if group is not None:
+        group.agree("checkpoint", start, "every rank must read the same checkpoint file (a shared folder)")
+        players = {"discriminator": model.discriminator, "generator": model.generator} if adversarial else {}
+        losses = {name: group.data_parallel(players.get(name, model), loss) for name, loss in losses.items()}
+    precision = torch.autocast(device.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+
+    def compute(name: str) -> torch.Tensor:
+        batch = draw()
+        with precision:
+            return losses[name](*batch)
+
+    def save(step: int) -> None:
+        if group is None:
+            _save_checkpoint(path, model, optimizers, history, draw, step)
+            return
+        states = group.rng_states()  # a collective: every rank takes part
+        if group.rank == 0:
+            _save_checkpoint(path, model, optimizers, history, draw, step, states)
+        group.barrier()  # no rank goes on (or returns) before the file is complete
 
     model.train()
     began = time.perf_counter()
-    bar = tqdm(range(start, total), initial=start, total=total, disable=not progress, mininterval=1.0, leave=False)
+    show = progress and (group is None or group.rank == 0)
+    bar = tqdm(range(start, total), initial=start, total=total, disable=not show, mininterval=1.0, leave=False)
     for step in bar:
         if lr_schedule == "cosine":
             _set_learning_rates(optimizers, (1 + math.cos(math.pi * step / total)) / 2)
         if adversarial:
             for _ in range(discriminator_steps):
-                d_loss = _step(optimizers["discriminator"], model.discriminator_loss(*draw()), "discriminator", step)
-            g_loss = _step(optimizers["generator"], model.generator_loss(*draw()), "generator", step)
+                d_loss = _step(optimizers["discriminator"], compute("discriminator"), "discriminator", step, group)
+            g_loss = _step(optimizers["generator"], compute("generator"), "generator", step, group)
             history["discriminator"].append(d_loss)
             history["generator"].append(g_loss)
             bar.set_postfix(d=f"{d_loss:.3f}", g=f"{g_loss:.3f}", refresh=False)
         else:
-            loss = _step(optimizers["loss"], model.loss(*draw()), "loss", step)
+            loss = _step(optimizers["loss"], compute("loss"), "loss", step, group)
             history["loss"].append(loss)
             bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
         if path is not None and (step + 1) % checkpoint_every == 0:
-            _save_checkpoint(path, model, optimizers, history, draw, step + 1)
+            save(step + 1)
     bar.close()
     if path is not None:
-        _save_checkpoint(path, model, optimizers, history, draw, total)
+        save(total)
     model.eval()
     return TrainResult(steps=total, seconds=time.perf_counter() - began, history=history)
 
@@ -180,12 +227,21 @@ def _set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], factor: fl
             group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
 
-def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, name: str, step: int) -> float:
-    """One gradient step on ``loss``; refuse to take it if the loss is not finite."""
+def _step(
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    name: str,
+    step: int,
+    group: distributed.Group | None = None,
+) -> float:
+    """One gradient step on ``loss``; refuse to take it if the loss is not finite (on any rank, in a group).
+
+    Returns the loss, averaged over the ranks in a group.
+    """
     if loss.dim() != 0:
         raise ValueError(f"the {name} must be a scalar, got shape {tuple(loss.shape)}")
-    value = loss.item()
-    if not torch.isfinite(loss):
+    value = loss.item() if group is None else group.mean(loss)
+    if not math.isfinite(value):
         raise TrainingDiverged(f"the {name} became {value} at step {step}; lower the learning rate or check the data")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -201,10 +257,16 @@ class _Batches:
     seeded by (seed, e), so the stream is a function of
     ``position`` alone and resumes exactly from a checkpoint. Distributions and
     callables draw fresh samples from the (checkpointed) torch RNG.
+
+    ``shard``: this rank's slice of every batch under ``torchrun``; a tensor's
+    batch is cut from the global one, a distribution or callable draws only
+    the slice's size (from the rank's own random stream).
     """
 
-    def __init__(self, data: Data, batch_size: int, seed: int, device: torch.device) -> None:
-        self.batch_size, self.seed, self.device = batch_size, seed, device
+    def __init__(
+        self, data: Data, batch_size: int, seed: int, device: torch.device, *, shard: slice | None = None
+    ) -> None:
+        self.batch_size, self.seed, self.device, self.shard = batch_size, seed, device, shard
         self.position = 0  # examples drawn so far
         self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)
         if isinstance(data, torch.Tensor):
@@ -237,13 +299,16 @@ class _Batches:
 
     def __call__(self) -> tuple[torch.Tensor, ...]:
         if self.tensors is None:
-            return (self.draw(self.batch_size).to(self.device),)
+            size = self.batch_size if self.shard is None else self.shard.stop - self.shard.start
+            return (self.draw(size).to(self.device),)
         n = self.tensors[0].shape[0]
         positions = torch.arange(self.position, self.position + self.batch_size)
         index = torch.cat(
             [self._permutation(int(e))[positions[positions // n == e] % n] for e in (positions // n).unique()]
         )
         self.position += self.batch_size
+        if self.shard is not None:
+            index = index[self.shard]
         return tuple(part[index.to(self.device)] for part in self.tensors)
 
 
@@ -254,8 +319,14 @@ def _save_checkpoint(
     history: dict[str, list[float]],
     batches: _Batches,
     step: int,
+    rng_states: torch.Tensor | None = None,
 ) -> None:
-    """Write the training state to ``path`` atomically (temporary file, then rename)."""
+    """Write the training state to ``path`` atomically (temporary file, then rename).
+
+    ``rng_states``: every rank's random state (world size, n) under ``torchrun``;
+    one process saves its own. ``world_size`` records how many processes
+    trained (a checkpoint without it counts as one).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "step": step,
@@ -264,7 +335,10 @@ def _save_checkpoint(
         "history": history,
         "data_position": batches.position,
         "torch_rng": torch.get_rng_state(),
+        "world_size": 1 if rng_states is None else len(rng_states),
     }
+    if rng_states is not None:
+        state["rank_rngs"] = rng_states
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
@@ -281,9 +355,16 @@ def _load_checkpoint(
     optimizers: dict[str, torch.optim.Optimizer],
     history: dict[str, list[float]],
     batches: _Batches,
+    group: distributed.Group | None = None,
 ) -> int:
     """Restore the state saved by ``_save_checkpoint``; return the step to resume at."""
     state = torch.load(path, map_location="cpu", weights_only=True)
+    written, size = int(state.get("world_size", 1)), 1 if group is None else group.size
+    if written != size:
+        raise ValueError(
+            f"checkpoint {path} was written by {written} process(es), but this run has {size}: resume it with "
+            f"torchrun --nproc_per_node={written} (one process: plain python), or give a new checkpoint file"
+        )
     if set(state["optimizers"]) != set(optimizers):
         raise ValueError(
             f"checkpoint {path} was written for losses {sorted(state['optimizers'])}, not {sorted(optimizers)}"
@@ -293,7 +374,8 @@ def _load_checkpoint(
         optimizer.load_state_dict(state["optimizers"][name])
         history[name].extend(state["history"][name])
     batches.position = int(state["data_position"])
-    torch.set_rng_state(state["torch_rng"])
+    # a row of the (world size, n) states is a view at an offset, which set_rng_state misreads (a crash): clone it
+    torch.set_rng_state(state["torch_rng"] if group is None else state["rank_rngs"][group.rank].clone())
     for values in history.values():
         require_finite("checkpoint history", torch.tensor(values, dtype=torch.float64))
     return int(state["step"])

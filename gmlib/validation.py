@@ -60,6 +60,12 @@ def require_positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
+def require_nonnegative(name: str, value: float) -> None:
+    """Raise unless ``value`` is a finite number >= 0 (not a bool): a penalty weight, a weight decay."""
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
 def require_fraction(name: str, value: float) -> None:
     """Raise unless ``value`` is a number (not a bool) in [0, 1): a dropout rate, a probability of hiding a label."""
     if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1):

@@ -2,6 +2,7 @@ import multiprocessing
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -82,6 +83,15 @@ def test_a_warm_call_loads_what_the_cold_call_trained_without_training(store, tr
     [entry] = _entries(store)
     assert entry.name.startswith("GaussianMixture-") and len(entry.stem.split("-")[-1]) == 16
     assert gmlib.trained is trained and gmlib.TrainResult(1, 0.0).cached is False  # the public name; the default
+
+
+def test_under_a_process_group_every_call_trains_and_nothing_is_written(store, trainings, monkeypatch):
+    as_under_torchrun = SimpleNamespace(current=lambda: object())  # a group of several ranks, for the cache only
+    monkeypatch.setattr(cache, "distributed", as_under_torchrun)
+    for _ in range(2):
+        _, result = trained(_mixture, _data(), **OPTIONS)
+        assert not result.cached
+    assert len(trainings) == 2 and not _entries(store)
 
 
 @pytest.mark.parametrize("kind", ["tensor", "distribution"])

@@ -82,7 +82,8 @@ def test_digits_split_is_the_standard_one():
 def _write_idx(path, array: np.ndarray, compress: bool = False) -> None:
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     payload = header + array.astype(np.uint8).tobytes()
-    (gzip.open if compress else open)(path, "wb").write(payload)
+    with (gzip.open if compress else open)(path, "wb") as file:
+        file.write(payload)
 
 
 @pytest.mark.parametrize("compress", [False, True])

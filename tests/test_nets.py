@@ -15,6 +15,21 @@ def test_mlp_has_the_requested_depth_width_and_activations():
     assert net(torch.randn(5, 3)).shape == (5, 2)
 
 
+def test_smooth_units_are_silu_and_keep_the_initialisation_of_the_relu_network():
+    torch.manual_seed(0)
+    relu = mlp(inputs=2, outputs=1, hidden=8, layers=2)
+    torch.manual_seed(0)
+    smooth = mlp(inputs=2, outputs=1, hidden=8, layers=2, smooth=True)
+    assert [type(m) for m in smooth] == [nn.Linear, nn.SiLU, nn.Linear, nn.SiLU, nn.Linear]
+    for a, b in zip(relu.parameters(), smooth.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_smooth_units_take_no_negative_slope():
+    with pytest.raises(ValueError, match="negative_slope"):
+        mlp(inputs=2, outputs=1, smooth=True, negative_slope=0.2)
+
+
 def test_dropout_is_added_only_when_asked():
     assert not any(isinstance(m, nn.Dropout) for m in mlp(inputs=2, outputs=2))
     net = mlp(inputs=2, outputs=2, hidden=8, dropout=0.5)

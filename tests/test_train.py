@@ -407,3 +407,31 @@ def test_weight_decay_is_an_l2_penalty_on_the_gradient():
     assert decayed.w.item() < 1.0 < plain.w.item()
     with pytest.raises(ValueError, match="weight_decay"):
         gmlib.train(Recorder(), data, steps=1, weight_decay=-1.0, progress=False)
+
+
+class _LinearAutoencoder(nn.Module):
+    """A loss through one Linear layer, which autocast runs in bfloat16."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Linear(2, 2)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.net(x) - x).pow(2).mean()
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.net(torch.randn(n, 2))
+
+
+def test_bf16_autocast_computes_the_losses_in_bfloat16_and_keeps_the_weights_in_float32():
+    seen = []
+    model = _LinearAutoencoder()
+    model.net.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    result = gmlib.train(model, torch.randn(16, 2), steps=3, batch_size=8, autocast=True, progress=False)
+    assert seen == [torch.bfloat16] * 3
+    assert all(math.isfinite(v) for v in result.history["loss"]) and model.net.weight.dtype == torch.float32
+    seen.clear()
+    gmlib.train(model, torch.randn(16, 2), steps=1, batch_size=8, progress=False)
+    assert seen == [torch.float32]  # off by default
+    with pytest.raises(ValueError, match="autocast"):
+        gmlib.train(model, torch.randn(16, 2), steps=1, autocast="bf16", progress=False)

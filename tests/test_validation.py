@@ -11,6 +11,7 @@ from gmlib.validation import (
     require_int,
     require_levels,
     require_nonempty,
+    require_nonnegative,
     require_positive,
     require_probability_vector,
     require_shape,
@@ -132,3 +133,14 @@ def test_require_fraction_accepts_numbers_in_zero_one(value):
 def test_require_fraction_names_the_argument(value):
     with pytest.raises(ValueError, match="rate must be a number in"):
         require_fraction("rate", value)
+
+
+@pytest.mark.parametrize("value", [0, 0.0, 2, 1e-3, 1e9])
+def test_require_nonnegative_accepts_finite_numbers_from_zero(value):
+    require_nonnegative("weight_decay", value)
+
+
+@pytest.mark.parametrize("value", [-1e-9, -1, math.inf, math.nan, True, "0.1", None])
+def test_require_nonnegative_names_the_argument(value):
+    with pytest.raises(ValueError, match="penalty must be a finite number >= 0"):
+        require_nonnegative("penalty", value)

@@ -39,13 +39,17 @@ def mlp(
     hidden: int = 64,
     layers: int = 1,
     negative_slope: float = 0.0,
+    smooth: bool = False,
     dropout: float = 0.0,
     replicas: int | None = None,
 ) -> nn.Sequential:
     """A perceptron (batch, inputs) -> (batch, outputs) with ``layers`` hidden layers of width ``hidden``.
 
-    Hidden units are ReLU (``negative_slope=0``, generators and VAEs) or LeakyReLU
-    (critics, as DCGAN recommends); ``dropout > 0`` adds dropout after each of them.
+    Hidden units are ReLU (``negative_slope=0``, generators and VAEs), LeakyReLU
+    (critics, as DCGAN recommends) or, with ``smooth=True``, SiLU: energies and
+    scores need smooth units, since Langevin dynamics follows their input
+    gradient, which a ReLU network makes piecewise constant. ``dropout > 0`` adds
+    dropout after each of them.
     With ``replicas=R`` it is R independent perceptrons in one module,
     (R, batch, inputs) -> (R, batch, outputs), built from ``ReplicaLinear``.
     """
@@ -54,6 +58,8 @@ def mlp(
     if replicas is not None:
         require_int("replicas", replicas, low=1)
     require_fraction("dropout", dropout)
+    if smooth and negative_slope:
+        raise ValueError(f"smooth units take no negative_slope, got negative_slope={negative_slope!r}")
 
     def linear(a: int, b: int) -> nn.Module:
         return nn.Linear(a, b) if replicas is None else ReplicaLinear(a, b, replicas=replicas)
@@ -61,11 +67,17 @@ def mlp(
     sizes = [inputs] + [hidden] * layers
     modules: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-        modules += [linear(a, b), nn.LeakyReLU(negative_slope) if negative_slope else nn.ReLU()]
+        modules += [linear(a, b), _activation(negative_slope, smooth)]
         if dropout:
             modules.append(nn.Dropout(dropout))
     modules.append(linear(sizes[-1], outputs))
     return nn.Sequential(*modules)
+
+
+def _activation(negative_slope: float, smooth: bool) -> nn.Module:
+    if smooth:
+        return nn.SiLU()
+    return nn.LeakyReLU(negative_slope) if negative_slope else nn.ReLU()
 
 
 def _dcgan_stages(side: int) -> int:

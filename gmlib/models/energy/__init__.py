@@ -10,8 +10,8 @@ the exact partition function by summing over the hidden states) and ``score``
 never meets Z); every name is re-exported here.
 """
 
-from gmlib.models.energy.ebm import EnergyModel, smooth_mlp
+from gmlib.models.energy.ebm import EnergyModel
 from gmlib.models.energy.rbm import RBM, RBM_ESTIMATORS, binarize
 from gmlib.models.energy.score import ScoreModel
 
-__all__ = ["RBM", "RBM_ESTIMATORS", "EnergyModel", "ScoreModel", "binarize", "smooth_mlp"]
+__all__ = ["RBM", "RBM_ESTIMATORS", "EnergyModel", "ScoreModel", "binarize"]

@@ -14,24 +14,15 @@ from torch import nn
 
 from gmlib.mcmc import langevin
 from gmlib.metrics import grid_2d
-from gmlib.validation import require_finite, require_fraction, require_int, require_positive, require_shape
-
-
-def smooth_mlp(*, inputs: int, outputs: int, hidden: int, layers: int) -> nn.Sequential:
-    """A perceptron (batch, inputs) -> (batch, outputs) with SiLU units.
-
-    Langevin dynamics follows the input gradient of the network, so the units
-    must be smooth: a ReLU energy is piecewise linear and its gradient piecewise
-    constant.
-    """
-    for name, value in (("inputs", inputs), ("outputs", outputs), ("hidden", hidden), ("layers", layers)):
-        require_int(name, value, low=1)
-    sizes = [inputs] + [hidden] * layers
-    modules: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-        modules += [nn.Linear(a, b), nn.SiLU()]
-    modules.append(nn.Linear(sizes[-1], outputs))
-    return nn.Sequential(*modules)
+from gmlib.models.nets import mlp
+from gmlib.validation import (
+    require_finite,
+    require_fraction,
+    require_int,
+    require_nonnegative,
+    require_positive,
+    require_shape,
+)
 
 
 class EnergyModel(nn.Module):
@@ -65,12 +56,11 @@ class EnergyModel(nn.Module):
         require_positive("box", box)
         require_positive("step_size", step_size)
         require_fraction("reinit", reinit)
-        if not (isinstance(regularization, (int, float)) and math.isfinite(regularization) and regularization >= 0):
-            raise ValueError(f"regularization must be a finite number >= 0, got {regularization!r}")
+        require_nonnegative("regularization", regularization)
         self.dim, self.box = dim, float(box)
         self.chain_steps, self.step_size = chain_steps, float(step_size)
         self.reinit, self.regularization = float(reinit), float(regularization)
-        self.net = smooth_mlp(inputs=dim, outputs=1, hidden=hidden, layers=layers)
+        self.net = mlp(inputs=dim, outputs=1, hidden=hidden, layers=layers, smooth=True)
         self.register_buffer("chains", self._uniform(buffer, torch.device("cpu")))
 
     def _uniform(self, n: int, device: torch.device) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from gmlib.mcmc import langevin
-from gmlib.models.energy.ebm import smooth_mlp
+from gmlib.models.nets import mlp
 from gmlib.validation import require_finite, require_int, require_positive, require_shape
 
 
@@ -26,7 +26,7 @@ class ScoreModel(nn.Module):
         require_int("dim", dim, low=1)
         require_positive("sigma", sigma)
         self.dim, self.sigma = dim, float(sigma)
-        self.net = smooth_mlp(inputs=dim, outputs=dim, hidden=hidden, layers=layers)
+        self.net = mlp(inputs=dim, outputs=dim, hidden=hidden, layers=layers, smooth=True)
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """s_theta(x): x (batch, dim) -> (batch, dim), an estimate of grad log q_sigma(x)."""
