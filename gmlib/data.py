@@ -222,7 +222,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype).reshape(shape)
 
 
-_MNIST_FILES = {
+MNIST_FILES = {  # the IDX files of each split, plain or with ".gz"
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
@@ -233,10 +233,10 @@ def load_mnist(root: str | Path, split: Literal["train", "test"] = "train") -> t
 
     Nothing is downloaded: put the four IDX files from the MNIST distribution in ``root``.
     """
-    if split not in _MNIST_FILES:
+    if split not in MNIST_FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     arrays = []
-    for stem in _MNIST_FILES[split]:
+    for stem in MNIST_FILES[split]:
         candidates = [Path(root) / stem, Path(root) / f"{stem}.gz"]
         found = next((p for p in candidates if p.exists()), None)
         if found is None:

@@ -33,7 +33,7 @@ from torch import nn
 
 import gmlib
 from gmlib import distributed
-from gmlib.data import _MNIST_FILES, load_mnist
+from gmlib.data import MNIST_FILES, load_mnist
 from gmlib.train import scaled_steps
 
 SIDE = 28
@@ -113,7 +113,7 @@ def quantise(images: torch.Tensor, levels: int) -> torch.Tensor:
 
 def parser() -> argparse.ArgumentParser:
     """The command's options."""
-    names = ", ".join(_MNIST_FILES["train"])
+    names = ", ".join(MNIST_FILES["train"])
     command = argparse.ArgumentParser(
         prog="python -m gmlib.mnist",
         description="Train a family's digits model from the book on MNIST (one process, or several under torchrun).",
@@ -137,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
 
 def load(command: argparse.ArgumentParser, root: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST's training split from ``root``; a missing folder or file ends the command with a clear message."""
-    expected = " and ".join(f"{name}[.gz]" for name in _MNIST_FILES["train"])
+    expected = " and ".join(f"{name}[.gz]" for name in MNIST_FILES["train"])
     if not root.is_dir():
         command.error(f"--root {root} is not a folder; it must hold the MNIST training files {expected}")
     try:
