@@ -1,6 +1,7 @@
 """tools/sweep.py: jobs run two tiny notebooks under two seeds; the report shows verdicts and recorded numbers."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -100,3 +101,18 @@ def test_default_chapters_are_the_books_with_notebooks():
     assert sweep.choose_chapters(None, ROOT / "notebooks")[:2] == ["prerequisites", "mle"]
     with pytest.raises(ValueError, match="--chapters: unknown chapter 'x'"):
         sweep.choose_chapters(["x"], ROOT / "notebooks")
+
+
+def test_per_seed_json_keeps_every_job_and_its_records(swept):
+    results, _ = swept
+    settings = sweep.Settings(notebooks=Path("."), threads=2, capability="default", timeout=60)
+    data = json.loads(sweep.per_seed_json(results, settings))
+    assert (data["threads"], data["capability"]) == (2, "default")
+    jobs = [(job["chapter"], job["seed"], job["outcome"]["passed"], job["records"]) for job in data["jobs"]]
+    assert jobs == [
+        ("good", 0, True, {"x": 10.0}),
+        ("good", 1, True, {"x": 11.0}),
+        ("bad", 0, False, {}),
+        ("bad", 1, False, {}),
+    ]
+    assert data["jobs"][2]["outcome"]["cell"] == 2 and all(job["wall_s"] > 0 for job in data["jobs"])
